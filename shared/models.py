@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -65,4 +66,4 @@ class Chunk:
     anchor: str | None
     token_count: int
     content_hash: str
-    embedding: list[float] | None = field(default=None, compare=False)
+    embedding: Any = field(default=None, compare=False)  # a float32 numpy array once embedded

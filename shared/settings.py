@@ -7,6 +7,7 @@ deployment in one go instead of one restart per typo. Sites are data (see `share
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,9 +89,13 @@ class Settings:
         def at_least_zero(v: int) -> str | None:
             return None if v >= 0 else "must be 0 or more"
 
+        def in_range(lo: int, hi: int, why: str = "") -> Callable[[int], str | None]:
+            return lambda v: None if lo <= v <= hi else f"must be {lo}..{hi} {why}".rstrip()
+
         def one_of(*choices: str) -> Callable[[str], str | None]:
             return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
 
+        embed_dimensions: int | None = get("CMSRAG_EMBED_DIMENSIONS", int, 0, in_range(1, 16000)) or None
         embedder = get("CMSRAG_EMBEDDER", str, "local", one_of(*EMBEDDERS))
         try:
             sites = load_sites(env, PROJECT_ROOT)
@@ -110,15 +115,16 @@ class Settings:
             problems.append("CMSRAG_EMBEDDER=openai needs OPENAI_API_KEY (or CMSRAG_EMBED_API_KEY)")
         if embedder == "openai-compatible" and not base_url:
             problems.append("CMSRAG_EMBEDDER=openai-compatible needs CMSRAG_EMBED_BASE_URL (e.g. http://localhost:11434/v1)")
-        chunk_tokens = get("CMSRAG_CHUNK_TOKENS", int, 200, lambda v: None if 16 <= v <= 8000 else "must be 16..8000")
+        chunk_tokens = get("CMSRAG_CHUNK_TOKENS", int, 200, in_range(16, 8000))
         chunk_overlap = get("CMSRAG_CHUNK_OVERLAP", int, 32, at_least_zero)
         if chunk_overlap >= chunk_tokens:
-            problems.append(f"CMSRAG_CHUNK_OVERLAP ({chunk_overlap}) must be smaller than CMSRAG_CHUNK_TOKENS ({chunk_tokens})")
+            problems.append(f"CMSRAG_CHUNK_OVERLAP ({chunk_overlap}) must be smaller than "
+                            f"CMSRAG_CHUNK_TOKENS ({chunk_tokens})")
         min_backoff = get("CMSRAG_MIN_BACKOFF_MS", int, 1_000, positive)
         # RabbitMQ's consumer timeout is 30 min by default; dramatiq holds delayed messages unacked, so the longest
         # backoff must stay far below it or the broker redelivers them (dramatiq issue #827).
         max_backoff = get("CMSRAG_MAX_BACKOFF_MS", int, 120_000,
-                          lambda v: None if 0 < v <= 600_000 else "must be 1..600000 (well below RabbitMQ's consumer timeout)")
+                          in_range(1, 600_000, "(well below RabbitMQ's consumer timeout)"))
         if min_backoff > max_backoff:
             problems.append("CMSRAG_MIN_BACKOFF_MS must not exceed CMSRAG_MAX_BACKOFF_MS")
         log_level = get("CMSRAG_LOG_LEVEL", str.upper, "INFO", one_of("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -128,19 +134,19 @@ class Settings:
             data_dir=data_dir,
             rabbitmq_url=rabbitmq_url,
             queue_prefix=get("CMSRAG_QUEUE_PREFIX", str, "cmsrag",
-                             lambda v: None if v.replace("_", "").replace("-", "").isalnum() else "letters, digits, - and _ only"),
+                             lambda v: None if re.fullmatch(r"[A-Za-z0-9_-]+", v) else "letters, digits, - and _ only"),
             embedder=embedder,
             embed_model=env.get("CMSRAG_EMBED_MODEL") or DEFAULT_MODELS.get(embedder, DEFAULT_MODELS["local"]),
-            embed_dimensions=get("CMSRAG_EMBED_DIMENSIONS", int, None, lambda v: None if 1 <= v <= 16000 else "must be 1..16000"),
+            embed_dimensions=embed_dimensions,
             embed_base_url=base_url,
             embed_api_key=api_key,
-            embed_batch_size=get("CMSRAG_EMBED_BATCH_SIZE", int, 32, lambda v: None if 1 <= v <= 2048 else "must be 1..2048"),
+            embed_batch_size=get("CMSRAG_EMBED_BATCH_SIZE", int, 32, in_range(1, 2048)),
             chunk_tokens=chunk_tokens,
             chunk_overlap=chunk_overlap,
             max_document_bytes=get("CMSRAG_MAX_DOCUMENT_BYTES", int, 2_000_000, positive),
             http_timeout=get("CMSRAG_HTTP_TIMEOUT", float, 10.0, positive),
             http_retries=get("CMSRAG_HTTP_RETRIES", int, 3, at_least_zero),
-            worker_threads=get("CMSRAG_WORKER_THREADS", int, 2, lambda v: None if 1 <= v <= 64 else "must be 1..64"),
+            worker_threads=get("CMSRAG_WORKER_THREADS", int, 2, in_range(1, 64)),
             max_retries=get("CMSRAG_MAX_RETRIES", int, 5, at_least_zero),
             min_backoff_ms=min_backoff,
             max_backoff_ms=max_backoff,

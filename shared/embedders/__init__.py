@@ -20,7 +20,7 @@ class Embedder(Protocol):
 
     @property
     def model_id(self) -> str:
-        """Stable identifier stored with every vector, e.g. `local:all-MiniLM-L6-v2` or `openai:text-embedding-3-small@512`."""
+        """Stable id stored with every vector: `local:all-MiniLM-L6-v2`, `openai:text-embedding-3-small@512`."""
         ...
 
     @property

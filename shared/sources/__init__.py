@@ -31,7 +31,8 @@ class Source(Protocol):
         """
         ...
 
-    def list_documents(self, since: datetime | None = None, types: tuple[str, ...] | None = None) -> Iterator[ListedDocument]:
+    def list_documents(self, since: datetime | None = None,
+                       types: tuple[str, ...] | None = None) -> Iterator[ListedDocument]:
         """Every published document (id, modified time), paging through the CMS; newest changes need not come first."""
         ...
 

@@ -1,0 +1,79 @@
+"""Database access: one connection pool per process, with pgvector types registered on every connection.
+
+`database_url(settings)` resolves the embedded default; `Database` wraps a psycopg pool. Statements are
+written by hand in the module of the stage that owns them (store, embed, failures): there is no ORM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg_pool import ConnectionPool
+
+from shared.errors import TransientError
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
+
+
+def database_url(settings: Settings) -> str:
+    """`DATABASE_URL` if set, else the embedded server's URI (started on demand)."""
+    if settings.database_url:
+        return settings.database_url
+    from shared.pgembedded import embedded_url
+
+    return embedded_url(settings.data_dir)
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    # Before `cmsrag migrate` the extension may not exist yet; the connection still works for migrating.
+    with contextlib.suppress(psycopg.ProgrammingError):
+        register_vector(conn)
+    conn.commit()
+
+
+class Database:
+    """A small pool owner. `connection()` hands out a connection; use `with conn.transaction():` for atomic work."""
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8) -> None:
+        self.url = url
+        self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            url, min_size=min_size, max_size=max_size, configure=_configure, open=False,
+            kwargs={"autocommit": True}, name="cmsrag",
+        )
+        self._opened = False
+
+    def open(self, timeout: float = 15.0) -> Database:
+        if not self._opened:
+            try:
+                self.pool.open(wait=True, timeout=timeout)
+            except psycopg.OperationalError as exc:
+                raise TransientError(f"cannot connect to the database: {exc}", stage="store") from exc
+            except Exception as exc:  # psycopg_pool.PoolTimeout
+                raise TransientError(f"cannot connect to the database: {exc}", stage="store") from exc
+            self._opened = True
+        return self
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        self.open()
+        with self.pool.connection() as conn:
+            yield conn
+
+    def now(self) -> datetime:
+        """The database's clock: one clock for every worker, so 'which fetch came later' is well defined."""
+        with self.connection() as conn:
+            row = conn.execute("SELECT clock_timestamp()").fetchone()
+            assert row is not None
+            return row[0]  # type: ignore[no-any-return,unused-ignore]
+
+    def close(self) -> None:
+        if self._opened:
+            self.pool.close()
+            self._opened = False
