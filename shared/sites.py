@@ -61,8 +61,7 @@ def load_sites(env: Mapping[str, str], root: Path) -> tuple[SiteConfig, ...]:
             raise ConfigError([f"CMSRAG_SITES is not valid JSON ({exc})"]) from None
         base = root
     else:
-        raw = [{"name": "sample", "kind": "wxr", "path": str(root / SAMPLE_WXR),
-                "url": "https://docs.python.org/3.11/tutorial/"}]
+        raw = [{"name": "sample", "kind": "wxr", "path": str(root / SAMPLE_WXR)}]
         base = root
     if not isinstance(raw, list):
         raise ConfigError(["sites must be a list of tables ([[site]] in TOML, a JSON array in CMSRAG_SITES)"])

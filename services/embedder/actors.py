@@ -110,8 +110,8 @@ def declare_actors(broker: dramatiq.Broker, runtime: Runtime) -> Actors:
     s = runtime.settings
     documents_q, backfill_q = queue_names(s)
     broker.add_middleware(Bookkeeping(runtime.db), before=Retries)
-    policy: dict[str, Any] = {"max_retries": s.max_retries, "min_backoff": s.min_backoff_ms, "max_backoff": s.max_backoff_ms,
-              "throws": (PermanentError,)}
+    policy: dict[str, Any] = {"max_retries": s.max_retries, "min_backoff": s.min_backoff_ms,
+                              "max_backoff": s.max_backoff_ms, "throws": (PermanentError,)}
 
     @dramatiq.actor(broker=broker, actor_name=SYNC_DOCUMENT, queue_name=documents_q, priority=0, **policy)
     def sync_document(site: str, source_id: str, event: str = "update", delivery_id: str | None = None) -> None:

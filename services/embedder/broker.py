@@ -30,7 +30,8 @@ def queue_names(settings: Settings) -> tuple[str, str]:
 
 def make_broker(settings: Settings) -> dramatiq.Broker:
     if settings.rabbitmq_url:
-        rabbit = RabbitmqBroker(url=settings.rabbitmq_url, confirm_delivery=True, heartbeat=60, connection_attempts=3)
+        # Connection tuning (heartbeat, connection_attempts…) goes in the URL's query string, as pika reads it.
+        rabbit = RabbitmqBroker(url=settings.rabbitmq_url, confirm_delivery=True)
         broker: dramatiq.Broker = rabbit
         try:
             rabbit.connection  # noqa: B018  # connect now: a wrong URL should fail at start, not at first send

@@ -35,6 +35,11 @@ class EmbedStats:
         return self
 
 
+def as_array(v: Any) -> np.ndarray:
+    """float32 array from what a model or pgvector returns (an untyped `vector` column reads as `Vector`)."""
+    return np.asarray(v.to_numpy() if hasattr(v, "to_numpy") else v, dtype=np.float32)
+
+
 def cached_vectors(conn: psycopg.Connection[Any], model_id: str, hashes: list[str]) -> dict[str, Any]:
     rows = conn.execute(
         "SELECT content_hash, embedding FROM embedding_cache WHERE model = %s AND content_hash = ANY(%s)",
@@ -48,7 +53,7 @@ def store_vectors(conn: psycopg.Connection[Any], model_id: str, vectors: dict[st
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO embedding_cache (model, content_hash, embedding) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-            [(model_id, h, np.asarray(v, dtype=np.float32)) for h, v in vectors.items()])
+            [(model_id, h, as_array(v)) for h, v in vectors.items()])
 
 
 def embed_chunks(conn: psycopg.Connection[Any], embedder: Embedder,
@@ -68,5 +73,5 @@ def embed_chunks(conn: psycopg.Connection[Any], embedder: Embedder,
         store_vectors(conn, model_id, fresh)
         found.update(fresh)
     stats = EmbedStats(embedded=len(missing), reused=len(chunks) - len(missing), new_hashes=frozenset(missing))
-    vectors_by_hash = {h: np.asarray(v, dtype=np.float32) for h, v in found.items()}
+    vectors_by_hash = {h: as_array(v) for h, v in found.items()}
     return [dataclasses.replace(c, embedding=vectors_by_hash[c.content_hash]) for c in chunks], stats

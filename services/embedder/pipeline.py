@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import psycopg
-from services.embedder.chunk import chunk
-from services.embedder.clean import clean
 
 from services.embedder import store
+from services.embedder.chunk import chunk
+from services.embedder.clean import clean
 from services.embedder.embed import EmbedStats, embed_chunks
 from shared.db import Database
 from shared.embedders import Embedder

