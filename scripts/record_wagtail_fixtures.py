@@ -98,14 +98,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="wagtail-record-") as tmp:
         with WagtailServer(Path(tmp), home_url=HOME_URL).start(fresh=True) as site:
             ids = create_pages(site)
-            articles = "/api/v2/pages/?type=app.ArticlePage&fields=last_published_at"
+            articles = "/api/v2/pages/?type=app.ArticlePage&fields=last_published_at&order=id"
             keys = [f"/api/v2/pages/{ids[k]}/?fields=*" for k in ("article", "note", "unpublished", "deleted")]
             keys += [f"/api/v2/pages/{ids[k]}/" for k in ("link_target", "deleted")]
             keys += [f"{articles}&limit=2&offset={n}" for n in (0, 2, 4)]
             # What WagtailSource.list_documents() asks for when given no types (limit 100).
-            keys += ["/api/v2/pages/?fields=last_published_at&limit=100&offset=0",
-                     "/api/v2/pages/?limit=100&offset=0", f"{articles}&limit=100&offset=0",
-                     "/api/v2/pages/?type=app.NotePage&fields=last_published_at&limit=100&offset=0"]
+            keys += ["/api/v2/pages/?fields=last_published_at&order=id&limit=100&offset=0",
+                     "/api/v2/pages/?order=id&limit=100&offset=0", f"{articles}&limit=100&offset=0",
+                     "/api/v2/pages/?type=app.NotePage&fields=last_published_at&order=id&limit=100&offset=0"]
             record(site, out, keys)
         # The same content served with Wagtail's default page-size cap.
         with WagtailServer(Path(tmp), home_url=HOME_URL, limit_max=20) as site:

@@ -7,6 +7,7 @@ written by hand in the module of the stage that owns them (store, embed, failure
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -31,11 +32,18 @@ def database_url(settings: Settings) -> str:
     return embedded_url(settings.data_dir)
 
 
-def _configure(conn: psycopg.Connection[Any]) -> None:
-    # Before `cmsrag migrate` the extension may not exist yet; the connection still works for migrating.
+_vector_ready: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+
+
+def _register_vector(conn: psycopg.Connection[Any]) -> None:
+    """Teach this connection pgvector's types, once. Before `cmsrag migrate` creates the extension this
+    fails quietly and is tried again on the connection's next use, so a pool opened before migrating
+    still ends up with working vector columns."""
+    if conn in _vector_ready:
+        return
     with contextlib.suppress(psycopg.ProgrammingError):
         register_vector(conn)
-    conn.commit()
+        _vector_ready.add(conn)
 
 
 class Database:
@@ -44,7 +52,7 @@ class Database:
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8) -> None:
         self.url = url
         self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-            url, min_size=min_size, max_size=max_size, configure=_configure, open=False,
+            url, min_size=min_size, max_size=max_size, configure=_register_vector, open=False,
             kwargs={"autocommit": True}, name="cmsrag",
         )
         self._opened = False
@@ -64,6 +72,7 @@ class Database:
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         self.open()
         with self.pool.connection() as conn:
+            _register_vector(conn)
             yield conn
 
     def now(self) -> datetime:

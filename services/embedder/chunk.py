@@ -130,7 +130,7 @@ def _fit(text: str, span: Span, prefix: str, limits: _Limits) -> list[Span]:
 
 def _header(title: str, path: tuple[str, ...], limits: _Limits) -> str:
     """`Title > Heading > Subheading`, cut short if it would take more than a quarter of a chunk."""
-    header = " > ".join(p for p in (title.strip(), *path) if p)
+    header = " > ".join(p for p in (" ".join(title.split()), *path) if p)
     limit = min(limits.max_tokens, limits.model_max_tokens) // 4
     tokens = encoding().encode_ordinary(header)
     while tokens and (len(tokens) > limit or limits.count_model_tokens(header) > limits.model_max_tokens // 4):

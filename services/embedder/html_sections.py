@@ -27,8 +27,9 @@ HEADINGS = {f"h{n}": n for n in range(1, 7)}
 BLOCKS = frozenset({"address", "article", "aside", "blockquote", "div", "dl", "fieldset", "figure", "footer", "form",
                     "header", "hr", "main", "nav", "ol", "p", "pre", "section", "table", "ul", *HEADINGS})
 # Start tag -> open elements it closes when one of them is the current node (HTML's "implied end tags").
-IMPLIED = {"li": {"li"}, "dt": {"dt", "dd"}, "dd": {"dt", "dd"}, "td": {"td", "th"}, "th": {"td", "th"},
-           "tr": {"td", "th", "tr"}, "option": {"option"}, "p": {"p"}} | {b: {"p"} for b in BLOCKS - {"p"}}
+IMPLIED: dict[str, set[str]] = {b: {"p"} for b in BLOCKS} | {h: {"p", *HEADINGS} for h in HEADINGS}
+IMPLIED |= {"li": {"li"}, "dt": {"dt", "dd"}, "dd": {"dt", "dd"}, "td": {"td", "th"}, "th": {"td", "th"},
+            "tr": {"td", "th", "tr"}, "option": {"option"}}
 # WordPress shortcodes: a tag with `key=` attributes, a closer, or a bare opener known to be one.
 SHORTCODE = re.compile(r"\[(/?)([A-Za-z][\w-]*)((?:\s+[\w-]+=[^\[\]<>]*)?)\s*/?\]")
 SHORTCODE_WITH_BODY = re.compile(r"\[(embed|video|audio)\b[^\[\]<>]*\][^\[]{0,4096}\[/\1\]")
@@ -83,6 +84,8 @@ def _wraps_content_in_form(raw: str) -> bool:
 
 
 class _Splitter(HTMLParser):
+    """One streaming pass: `out` collects the current body; a heading's end starts the next section."""
+
     def __init__(self, raw: str) -> None:
         super().__init__(convert_charrefs=True)
         self.keep_forms = _wraps_content_in_form(raw)
@@ -101,7 +104,7 @@ class _Splitter(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if ":" in tag:  # Word's <o:p>, <v:shape>…: transparent
             return
-        closes = IMPLIED.get(tag, set()) | ({"h1", "h2", "h3", "h4", "h5", "h6"} if tag in HEADINGS else set())
+        closes = IMPLIED.get(tag, ())
         while self.stack and self.stack[-1] in closes:
             self._pop()
         void = tag in VOID

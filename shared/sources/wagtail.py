@@ -104,8 +104,9 @@ class WagtailSource:
     def _listing(self, page_type: str | None) -> Iterator[ListedDocument]:
         limit, offset, fields = self.page_size, 0, "last_published_at"
         while True:
-            params = {"limit": str(limit), "offset": str(offset), **({"type": page_type} if page_type else {}),
-                      **({"fields": fields} if fields else {})}
+            # Ordered by id: pages created while we page through land at the end instead of shifting offsets.
+            params = {"order": "id", "limit": str(limit), "offset": str(offset),
+                      **({"type": page_type} if page_type else {}), **({"fields": fields} if fields else {})}
             resp = self.client.get(self.api, params=params)
             message = _message(resp) if resp.status == 400 else ""
             if "unknown fields" in message and fields:

@@ -24,7 +24,7 @@ from tests.fakes.cms_replay import ReplayServer, Reply
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "wagtail"
 IDS: dict[str, int] = json.loads((FIXTURES / "ids.json").read_text())
 HOME = "http://wagtail.example.test"
-ARTICLES = "/api/v2/pages/?type=app.ArticlePage&fields=last_published_at"
+ARTICLES = "/api/v2/pages/?type=app.ArticlePage&fields=last_published_at&order=id"
 
 
 @pytest.fixture
@@ -135,7 +135,7 @@ def test_listing_pages_through_a_type_two_at_a_time(replay: ReplayServer) -> Non
 def test_listing_everything_on_a_stock_api_asks_each_page_type_for_modification_times(
         replay: ReplayServer) -> None:
     listed = {d.source_id: d for d in make_source(replay.url).list_documents()}
-    every = recorded("/api/v2/pages/?limit=100&offset=0")["items"]
+    every = recorded("/api/v2/pages/?order=id&limit=100&offset=0")["items"]
     assert sorted(listed) == sorted(str(item["id"]) for item in every)
     assert listed["2"].doc_type == "wagtailcore.Page" and listed["2"].modified_at is None  # the site's root page
     assert listed[str(IDS["note"])].doc_type == "app.NotePage"
@@ -167,7 +167,7 @@ def test_a_limit_400_without_a_number_falls_back_to_wagtails_default_of_20(repla
 
 
 def test_an_unknown_page_type_is_a_permanent_error_naming_wagtails_reason(replay: ReplayServer) -> None:
-    replay.add("/api/v2/pages/?type=posts&fields=last_published_at&limit=100&offset=0",
+    replay.add("/api/v2/pages/?type=posts&fields=last_published_at&order=id&limit=100&offset=0",
                Reply.json({"message": "type doesn't exist"}, status=400))
     with pytest.raises(PermanentError, match="type doesn't exist"):
         list(make_source(replay.url).list_documents(types=("posts",)))

@@ -37,7 +37,8 @@ WORDPRESS_POST = """<!-- wp:paragraph -->
 
 SPHINX_PAGE = """<div class="body" role="main">
   <section id="installing">
-<span id="install"></span><h1>Installing<a class="headerlink" href="#installing" title="Permalink to this heading">¶</a></h1>
+<span id="install"></span><h1>Installing<a class="headerlink" href="#installing"
+ title="Permalink to this heading">¶</a></h1>
 <p>Use <code class="docutils literal notranslate"><span class="pre">pip</span></code>.</p>
 <section id="from-source">
 <h2>From source<a class="headerlink" href="#from-source" title="Permalink to this heading">¶</a></h2>
