@@ -41,7 +41,7 @@ def configure(level: str = "INFO", fmt: str = "console") -> None:
 
 def get_logger(name: str) -> Any:
     """A structlog logger carrying `component=name`."""
-    return structlog.get_logger().bind(component=name)
+    return structlog.get_logger(component=name)
 
 
 def bind(**fields: Any) -> None:

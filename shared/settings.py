@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
 from shared.errors import ConfigError
 from shared.sites import SiteConfig, load_sites
 
@@ -104,8 +107,11 @@ class Settings:
             sites = ()
         data_dir = Path(env.get("CMSRAG_DATA_DIR") or PROJECT_ROOT / ".cmsrag")
         database_url = env.get("DATABASE_URL") or None
-        if database_url and not database_url.startswith(("postgresql://", "postgres://")):
-            problems.append("DATABASE_URL must start with postgresql:// (or postgres://)")
+        if database_url:
+            try:  # a postgresql:// URI or libpq's key=value form, as libpq itself parses them
+                conninfo_to_dict(database_url)
+            except psycopg.ProgrammingError as exc:
+                problems.append(f"DATABASE_URL is not a PostgreSQL connection string (postgresql://…): {exc}")
         rabbitmq_url = env.get("RABBITMQ_URL") or None
         if rabbitmq_url and not rabbitmq_url.startswith(("amqp://", "amqps://")):
             problems.append("RABBITMQ_URL must start with amqp:// or amqps://")

@@ -50,7 +50,7 @@ def test_an_unknown_site_names_the_configured_ones():
     ({"CMSRAG_CHUNK_TOKENS": "100", "CMSRAG_CHUNK_OVERLAP": "100"}, "must be smaller than CMSRAG_CHUNK_TOKENS"),
     ({"CMSRAG_MAX_BACKOFF_MS": "3600000"}, "well below RabbitMQ's consumer timeout"),
     ({"CMSRAG_HTTP_TIMEOUT": "-1"}, "must be greater than 0"),
-    ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL must start with postgresql://"),
+    ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL is not a PostgreSQL connection string"),
     ({"RABBITMQ_URL": "http://x"}, "RABBITMQ_URL must start with amqp://"),
     ({"CMSRAG_EMBEDDER": "openai"}, "needs OPENAI_API_KEY"),
     ({"CMSRAG_EMBEDDER": "openai-compatible"}, "needs CMSRAG_EMBED_BASE_URL"),
