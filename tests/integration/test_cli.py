@@ -94,7 +94,7 @@ def test_the_worker_drains_the_queue_and_stops_cleanly_on_sigterm(files_env, rab
             assert "indexed: Kettles" in r.stdout
         finally:
             worker.terminate()
-            out, err = worker.communicate(timeout=60)
+            _, err = worker.communicate(timeout=60)
         assert worker.returncode == 0, err
         assert "worker_stopped" in err
     finally:

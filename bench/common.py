@@ -1,0 +1,117 @@
+"""Helpers shared by the benchmarks: a fresh database per run, chunking a corpus, timing, printing."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from services.embedder.chunk import chunk
+from services.embedder.clean import clean
+from shared.embedders import Embedder
+from shared.errors import NotPublic, PipelineError
+from shared.settings import PROJECT_ROOT, Settings
+from shared.sites import SiteConfig
+from shared.sources import make_source
+
+PYDOCS = Path("/usr/share/doc/python3.11/html")
+PYDOCS_DIRS = ("library", "tutorial", "howto", "reference", "using")
+
+
+def machine() -> str:
+    return f"{platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()}"
+
+
+def fresh_database(label: str) -> str:
+    """A new, empty database on `CMSRAG_BENCH_DATABASE_URL` or the embedded server in .cmsrag/bench."""
+    server = os.environ.get("CMSRAG_BENCH_DATABASE_URL")
+    if not server:
+        from shared.pgembedded import embedded_url
+
+        server = embedded_url(PROJECT_ROOT / ".cmsrag" / "bench")
+    slug = "".join(c if c.isalnum() else "_" for c in label.lower())[:20]
+    name = f"bench_{slug}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return psycopg.conninfo.make_conninfo(server, dbname=name)
+
+
+def drop_database(url: str) -> None:
+    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    server = psycopg.conninfo.make_conninfo(url, dbname="postgres")
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def rabbitmq_url() -> str | None:
+    """RabbitMQ if it answers (production path), else None (the in-memory dev broker)."""
+    import pika
+
+    url = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+    try:
+        pika.BlockingConnection(pika.URLParameters(url)).close()
+        return url
+    except Exception:
+        return None
+
+
+def sample_site() -> SiteConfig:
+    return SiteConfig(name="sample", kind="wxr", path=PROJECT_ROOT / "samples" / "python-tutorial.wxr")
+
+
+def pydocs_site() -> SiteConfig:
+    return SiteConfig(name="pydocs", kind="files", path=PYDOCS, url="https://docs.python.org/3.11/")
+
+
+def pydocs_ids(limit: int | None = None) -> list[str]:
+    ids = sorted(str(p.relative_to(PYDOCS)) for d in PYDOCS_DIRS for p in (PYDOCS / d).rglob("*.html"))
+    if limit and limit < len(ids):
+        step = len(ids) / limit
+        ids = [ids[int(i * step)] for i in range(limit)]
+    return ids
+
+
+@dataclass
+class Corpus:
+    site: SiteConfig
+    ids: list[str]
+    texts: list[str]  # every chunk's embed_text, as the pipeline would embed them
+    prepare_seconds: float
+    skipped: int
+
+
+def chunk_corpus(settings: Settings, site: SiteConfig, ids: list[str], embedder: Embedder) -> Corpus:
+    """Fetch, clean and chunk every document once, through the real stages, to know the exact chunks."""
+    source = make_source(site, settings)
+    t0 = time.perf_counter()
+    texts, skipped = [], 0
+    for sid in ids:
+        try:
+            doc = source.fetch(sid)
+        except (NotPublic, PipelineError):
+            skipped += 1
+            continue
+        chunks = chunk(doc.title, clean(doc.html, doc.title), max_tokens=settings.chunk_tokens,
+                       overlap=settings.chunk_overlap, count_model_tokens=embedder.count_tokens,
+                       model_max_tokens=embedder.max_input_tokens)
+        texts += [c.embed_text for c in chunks]
+    return Corpus(site, ids, texts, time.perf_counter() - t0, skipped)
+
+
+@contextmanager
+def timer() -> Iterator[list[float]]:
+    box: list[float] = []
+    t0 = time.perf_counter()
+    yield box
+    box.append(time.perf_counter() - t0)
+
+
+def row(*cells: object, widths: tuple[int, ...] = (44, 12, 12, 12)) -> str:
+    return "".join(f"{c!s:<{w}}" if i == 0 else f"{c!s:>{w}}" for i, (c, w) in enumerate(zip(cells, widths)))
