@@ -44,7 +44,7 @@ typecheck: setup ## mypy only
 	$(BIN)/mypy shared services tests bench
 
 bench: setup services ## benchmarks: figures printed beside their baselines from the same run
-	$(BIN)/python bench/ingest.py
+	$(BIN)/python -m bench.ingest
 
 clean: ## remove the embedded database and caches (keeps .venv)
 	rm -rf .cmsrag .pytest_cache .mypy_cache .ruff_cache

@@ -114,4 +114,5 @@ def timer() -> Iterator[list[float]]:
 
 
 def row(*cells: object, widths: tuple[int, ...] = (44, 12, 12, 12)) -> str:
-    return "".join(f"{c!s:<{w}}" if i == 0 else f"{c!s:>{w}}" for i, (c, w) in enumerate(zip(cells, widths)))
+    cells_and_widths = enumerate(zip(cells, widths, strict=False))
+    return "".join(f"{c!s:<{w}}" if i == 0 else f"{c!s:>{w}}" for i, (c, w) in cells_and_widths)
