@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from shared.errors import IndexMismatch
+from shared.errors import ConfigError, IndexMismatch
 from shared.logs import get_logger
 
 log = get_logger(__name__)
@@ -36,8 +36,20 @@ def migration_files() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
+def require_pgvector(conn: psycopg.Connection[Any]) -> None:
+    """Fail early, and in plain words, on a server that cannot provide the `vector` extension."""
+    row = conn.execute("SELECT default_version FROM pg_available_extensions WHERE name = 'vector'").fetchone()
+    if row is None:
+        version = conn.execute("SHOW server_version").fetchone()
+        raise ConfigError([
+            f"DATABASE_URL: the PostgreSQL server (version {version[0] if version else '?'}) does not have the "
+            "pgvector extension installed. Install pgvector on that server (e.g. the pgvector/pgvector image or "
+            "the postgresql-NN-pgvector package), or unset DATABASE_URL to use the embedded PostgreSQL + pgvector."])
+
+
 def migrate(conn: psycopg.Connection[Any]) -> list[int]:
     """Apply the migrations not yet applied; return their versions."""
+    require_pgvector(conn)
     applied_now = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_ID,))

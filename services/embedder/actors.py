@@ -71,8 +71,10 @@ class Bookkeeping(dramatiq.Middleware):
         self._started: dict[str, Any] = {}
 
     def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
-        logs.bind(message_id=message.message_id, actor=message.actor_name,
-                  site=message.args[0] if message.args else None)
+        args = message.args
+        logs.bind(message_id=message.message_id, actor=message.actor_name, site=args[0] if args else None,
+                  source_id=args[1] if message.actor_name == SYNC_DOCUMENT and len(args) > 1 else None,
+                  delivery_id=message.kwargs.get("delivery_id") or (args[3] if len(args) > 3 else None))
         self._started[message.message_id] = self.db.now()
 
     def after_process_message(self, broker: dramatiq.Broker, message: MessageProxy, *,

@@ -135,7 +135,9 @@ class LocalEmbedder:
                 if self._model is None:
                     _set_offline()
                     from sentence_transformers import SentenceTransformer
+                    from transformers.utils import logging as hf_logging
 
+                    hf_logging.disable_progress_bar()  # a "Loading weights" bar per process is noise in service logs
                     self._model = SentenceTransformer(str(self._path), device="cpu")
         return self._model
 
