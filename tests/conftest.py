@@ -27,7 +27,7 @@ from shared.sites import SiteConfig
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 DEFAULT_RABBITMQ = "amqp://guest:guest@127.0.0.1:5672/%2F"
-TABLES = "documents, chunks, embedding_cache, pending, failures"
+TABLES = "documents, chunks, embedding_cache, pending, failures, webhook_deliveries"
 
 
 def unavailable(what: str, why: str) -> None:

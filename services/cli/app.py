@@ -21,8 +21,9 @@ from shared.settings import Settings
 
 
 class App:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, connect_broker_now: bool = True) -> None:
         self.settings = settings
+        self.connect_broker_now = connect_broker_now
 
     @functools.cached_property
     def db(self) -> Database:
@@ -44,7 +45,7 @@ class App:
 
     @functools.cached_property
     def broker(self) -> dramatiq.Broker:
-        return make_broker(self.settings)
+        return make_broker(self.settings, connect_now=self.connect_broker_now)
 
     @functools.cached_property
     def actors(self) -> Actors:
@@ -58,6 +59,16 @@ class App:
     def dev_mode(self) -> bool:
         """True when the queue is in memory: work must be done by this process before it exits."""
         return not self.settings.rabbitmq_url
+
+    def receiver(self) -> Any:
+        """The webhook receiver's Flask app (services/ingest), sharing this context's database and queue."""
+        from services.ingest.receiver import create_app
+
+        def ready() -> None:
+            if not self.dev_mode:
+                self.broker.connection  # type: ignore[attr-defined]  # noqa: B018  # raises when RabbitMQ is down
+
+        return create_app(self.settings, self.db, lambda: self.queue, ready=ready)
 
     def migrate(self, *, reset_embeddings: bool = False) -> tuple[list[int], str]:
         with self.db.connection() as conn:

@@ -142,3 +142,23 @@ def cmd_worker(app: App, args: argparse.Namespace) -> int:
         log.info("worker_stopping", detail="finishing in-flight messages; unfinished ones are requeued")
     log.info("worker_stopped")
     return 0
+
+
+def cmd_receiver(app: App, args: argparse.Namespace) -> int:
+    """Serve POST /webhooks/<kind>/<site> with Werkzeug's threaded server (`gunicorn services.ingest.wsgi:app`
+    in production). In dev mode the in-process worker runs alongside, so events are indexed too."""
+    from werkzeug.serving import make_server
+
+    app.check_index()
+    server = make_server(args.host, args.port, app.receiver(), threaded=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    log.info("receiver_started", url=f"http://{args.host}:{server.server_port}/webhooks/<kind>/<site>",
+             sites=[s.name for s in app.settings.sites])
+    with in_process_worker(app) if app.dev_mode else _nothing():
+        stop.wait()
+    server.shutdown()
+    log.info("receiver_stopped")
+    return 0

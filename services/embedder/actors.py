@@ -90,7 +90,8 @@ class Bookkeeping(dramatiq.Middleware):
             retries = message.options.get("retries", 0)
             with self.db.connection() as conn:
                 if exception is None and message.actor_name == SYNC_DOCUMENT:
-                    jobs.succeeded(conn, refs[0], started)
+                    event = message.kwargs.get("event") or (message.args[2] if len(message.args) > 2 else "update")
+                    jobs.succeeded(conn, refs[0], started, event)
                 elif exception is not None and message.failed:
                     attempts = retries + 1 if isinstance(exception, PermanentError) else max(retries, 1)
                     for ref in refs:
@@ -117,7 +118,14 @@ def declare_actors(broker: dramatiq.Broker, runtime: Runtime) -> Actors:
 
     @dramatiq.actor(broker=broker, actor_name=SYNC_DOCUMENT, queue_name=documents_q, priority=0, **policy)
     def sync_document(site: str, source_id: str, event: str = "update", delivery_id: str | None = None) -> None:
-        runtime.pipeline().sync(DocRef(site, source_id), event)
+        ref = DocRef(site, source_id)
+        with runtime.db.connection() as conn:
+            if not jobs.is_pending(conn, ref):
+                # A run that started after this request already brought the document in step: a burst of
+                # webhooks for one save (WordPress fires 3 or 4) costs one fetch and one embedding.
+                log.info("document_coalesced", site=site, source_id=source_id)
+                return
+        runtime.pipeline().sync(ref, event)
 
     @dramatiq.actor(broker=broker, actor_name=SYNC_BATCH, queue_name=backfill_q, priority=10, **policy)
     def sync_batch(site: str, source_ids: list[str]) -> None:

@@ -28,13 +28,14 @@ def queue_names(settings: Settings) -> tuple[str, str]:
     return f"{settings.queue_prefix}.documents", f"{settings.queue_prefix}.backfill"
 
 
-def make_broker(settings: Settings) -> dramatiq.Broker:
+def make_broker(settings: Settings, *, connect_now: bool = True) -> dramatiq.Broker:
     if settings.rabbitmq_url:
         # Connection tuning (heartbeat, connection_attempts…) goes in the URL's query string, as pika reads it.
         rabbit = RabbitmqBroker(url=settings.rabbitmq_url, confirm_delivery=True)
         broker: dramatiq.Broker = rabbit
         try:
-            rabbit.connection  # noqa: B018  # connect now: a wrong URL should fail at start, not at first send
+            if connect_now:  # a wrong URL should fail a worker at start; the receiver starts anyway and says 503
+                rabbit.connection  # noqa: B018
         except Exception as exc:
             raise TransientError(f"cannot connect to RabbitMQ at {_redact(settings.rabbitmq_url)}: {exc}",
                                  stage="queue") from exc

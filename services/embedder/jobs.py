@@ -41,11 +41,19 @@ def requested(conn: psycopg.Connection[Any], refs: Iterable[DocRef], event: str,
             [(r.site, r.source_id, event, delivery_id) for r in refs])
 
 
-def succeeded(conn: psycopg.Connection[Any], ref: DocRef, started: datetime) -> None:
-    """The document is in step as of `started`: clear its pending row (unless asked for again since) and failure."""
+def is_pending(conn: psycopg.Connection[Any], ref: DocRef) -> bool:
+    row = conn.execute("SELECT 1 FROM pending WHERE site = %s AND source_id = %s", (ref.site, ref.source_id))
+    return row.fetchone() is not None
+
+
+def succeeded(conn: psycopg.Connection[Any], ref: DocRef, started: datetime, event: str = "update") -> None:
+    """The document is in step as of `started`: clear its pending row (unless asked for again since) and failure.
+
+    Only a delete run clears a pending delete: an update that raced WordPress's `before_delete_post` may have
+    seen the post still there."""
     with conn.transaction():
-        conn.execute("DELETE FROM pending WHERE site = %s AND source_id = %s AND last_requested <= %s",
-                     (ref.site, ref.source_id, started))
+        conn.execute("DELETE FROM pending WHERE site = %s AND source_id = %s AND last_requested <= %s "
+                     "AND (event <> 'delete' OR %s = 'delete')", (ref.site, ref.source_id, started, event))
         conn.execute("UPDATE failures SET resolved_at = now() "
                      "WHERE site = %s AND source_id = %s AND resolved_at IS NULL", (ref.site, ref.source_id))
 

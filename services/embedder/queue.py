@@ -23,6 +23,10 @@ class IndexQueue:
         """Queue one document; returns the message id."""
         with self.db.connection() as conn:
             jobs.requested(conn, [ref], event, delivery_id)
+        return self.publish(ref, event, delivery_id)
+
+    def publish(self, ref: DocRef, event: str = "update", delivery_id: str | None = None) -> str:
+        """Send only (the caller has recorded the request in `pending`); raises if the broker did not confirm."""
         msg = self.actors.sync_document.send(ref.site, ref.source_id, event, delivery_id)
         return str(msg.message_id)
 

@@ -1,0 +1,116 @@
+"""The webhook receiver: verify, validate, make durable, answer. Flask app factory; gunicorn in production.
+
+A 2xx means the event is durable: it is recorded in Postgres (`webhook_deliveries` for de-duplication,
+`pending` as the outbox) and published to RabbitMQ with a publisher confirm. If the publish fails, the
+delivery record is removed again and the sender gets 503 + Retry-After, so its retry is not mistaken for a
+duplicate; the pending row stays and reconcile re-sends it. Nothing answered 2xx can be lost.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from services.embedder import jobs
+from services.embedder.queue import IndexQueue
+from services.ingest.events import InvalidEvent, parse_event
+from shared.db import Database
+from shared.logs import get_logger
+from shared.settings import Settings
+from shared.signing import DEFAULT_TOLERANCE, SignatureError, verify
+
+log = get_logger(__name__)
+MAX_BODY_BYTES = 64 * 1024
+RETRY_AFTER_SECONDS = 30
+
+
+def create_app(settings: Settings, db: Database, queue: Callable[[], IndexQueue], *,
+               ready: Callable[[], None] | None = None, tolerance: int = DEFAULT_TOLERANCE) -> Flask:
+    """`queue` is called per request (the broker's connection is per thread); `ready` raises when a dependency
+    is down (for /readyz)."""
+    app = Flask("cmsrag.ingest")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    sites = {s.name: s for s in settings.sites}
+
+    def error(status: int, message: str, **extra: Any) -> Any:
+        log.info("webhook_rejected", status=status, reason=message, **extra)
+        return jsonify(error=message), status
+
+    def unavailable(site_name: str, webhook_id: str, exc: Exception) -> Any:
+        log.error("webhook_not_queued", site=site_name, webhook_id=webhook_id, error=str(exc) or repr(exc))
+        resp = jsonify(error="the event could not be made durable; retry later", webhook_id=webhook_id)
+        return resp, 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:
+        return jsonify(error=exc.description or exc.name), exc.code or 500
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        return jsonify(status="ok")
+
+    @app.get("/readyz")
+    def readyz() -> Any:
+        try:
+            with db.connection() as conn:
+                conn.execute("SELECT 1")
+            if ready is not None:
+                ready()
+        except Exception as exc:
+            return jsonify(status="unavailable", error=str(exc) or exc.__class__.__name__), 503
+        return jsonify(status="ready")
+
+    @app.post("/webhooks/<kind>/<site_name>")
+    def webhook(kind: str, site_name: str) -> Any:
+        site = sites.get(site_name)
+        if kind not in ("wordpress", "wagtail") or site is None or site.kind != kind:
+            return error(404, f"no {kind} site named {site_name!r} is configured", site=site_name)
+        if not request.is_json:
+            return error(415, "send JSON with Content-Type: application/json", site=site_name)
+        raw = request.get_data(cache=True)
+        try:
+            webhook_id = verify(site.webhook_secrets, dict(request.headers), raw, tolerance=tolerance)
+        except SignatureError as exc:
+            return error(401, f"signature rejected: {exc}", site=site_name)
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            return error(400, "the body is not valid JSON", site=site_name, webhook_id=webhook_id)
+        try:
+            event = parse_event(kind, site_name, body)
+        except InvalidEvent as exc:
+            return error(422, str(exc), site=site_name, webhook_id=webhook_id)
+        try:
+            with db.connection() as conn, conn.transaction():
+                fresh = conn.execute(
+                    "INSERT INTO webhook_deliveries (site, webhook_id, event) VALUES (%s, %s, %s) "
+                    "ON CONFLICT DO NOTHING RETURNING 1", (site_name, webhook_id, event.event)).fetchone()
+                if fresh:
+                    jobs.requested(conn, event.refs, event.pipeline_event, webhook_id)
+        except Exception as exc:  # database down: nothing was recorded, so the sender must retry
+            return unavailable(site_name, webhook_id, exc)
+        if not fresh:
+            log.info("webhook_duplicate", site=site_name, webhook_id=webhook_id)
+            return jsonify(status="duplicate", webhook_id=webhook_id), 200
+        try:
+            q = queue()
+            for ref in event.refs:
+                q.publish(ref, event.pipeline_event, webhook_id)
+        except Exception as exc:
+            try:
+                with db.connection() as conn:
+                    conn.execute("DELETE FROM webhook_deliveries WHERE site = %s AND webhook_id = %s",
+                                 (site_name, webhook_id))
+            except Exception as cleanup_exc:  # the retry will then look like a duplicate; pending still has it
+                log.error("webhook_delivery_cleanup_failed", site=site_name, webhook_id=webhook_id,
+                          error=str(cleanup_exc))
+            return unavailable(site_name, webhook_id, exc)
+        log.info("webhook_queued", site=site_name, webhook_id=webhook_id, webhook_event=event.event,
+                 documents=len(event.refs))
+        return jsonify(status="queued", webhook_id=webhook_id, documents=len(event.refs)), 202
+
+    return app
