@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("ids", nargs="*", type=_positive)
     r.add_argument("--all", action="store_true")
     r.add_argument("--site")
-    rc = cmd("receiver", indexing.cmd_receiver, "serve the webhook receiver (development server; gunicorn in production)")
+    rc = cmd("receiver", indexing.cmd_receiver, "serve the webhook receiver (dev server; gunicorn in production)")
     rc.add_argument("--host", default="127.0.0.1")
     rc.add_argument("--port", type=_positive, default=8090)
     d = cmd("demo", demo.cmd_demo, "index the bundled sample site and answer a question (embedded default)")

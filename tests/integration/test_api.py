@@ -45,7 +45,8 @@ def test_search_returns_passages_with_deep_links(client):
     ({"json": {"query": "x", "k": True}}, 422, "'k' must be an integer"),
     ({"json": {"query": "x", "site": "nope"}}, 422, "unknown site"),
     ({"json": {"query": "x", "colour": "red"}}, 422, "unknown fields: colour"),
-    ({"data": "{" + '"query": "' + "x" * 70_000 + '"}', "content_type": "application/json"}, 413, "exceeds the capacity limit"),
+    ({"data": '{"query": "' + "x" * 70_000 + '"}', "content_type": "application/json"}, 413,
+     "exceeds the capacity limit"),
 ])
 def test_bad_search_requests_get_a_4xx_json_error_that_says_what_is_wrong(client, kwargs, status, message):
     r = client.post("/v1/search", **kwargs)

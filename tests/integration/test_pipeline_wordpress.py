@@ -13,7 +13,7 @@ from shared.embedders.fake import FakeEmbedder
 from shared.errors import PermanentError, TransientError
 from shared.models import DocRef
 from shared.sites import SiteConfig
-from tests.fakes.cms_replay import Reply, ReplayServer
+from tests.fakes.cms_replay import ReplayServer, Reply
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "wordpress"
 IDS = json.loads((FIXTURES / "ids.json").read_text())
