@@ -23,6 +23,14 @@ def _date(value: str) -> datetime:
     return d if d.tzinfo else d.replace(tzinfo=UTC)
 
 
+def _duration(value: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = value[:-1], value[-1:]
+    if unit not in units or not number.replace(".", "", 1).isdigit() or float(number) <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a duration such as 30s, 10m or 1h")
+    return float(number) * units[unit]
+
+
 def _positive(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"{value!r} must be a whole number of at least 1")
@@ -55,9 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("site")
     b.add_argument("--since", type=_date, help="only documents modified since this date")
     b.add_argument("--type", help="comma-separated post types (WordPress REST bases such as posts,pages)")
+    b.add_argument("--force", action="store_true", help="queue every document, not only new and changed ones")
     b.add_argument("--wait", action="store_true", help="with RabbitMQ: wait until everything is processed")
     b.add_argument("--timeout", type=float, default=None)
     b.add_argument("--quiet", action="store_true", help="no progress bar")
+    rcn = cmd("reconcile", indexing.cmd_reconcile, "compare a site's CMS with the index and queue what differs")
+    rcn.add_argument("site", help="a site name, or 'all'")
+    rcn.add_argument("--every", type=_duration, help="run forever at this interval, e.g. 10m, 30s, 1h")
+    rcn.add_argument("--dry-run", action="store_true", help="report the drift, queue nothing")
+    rcn.add_argument("--json", action="store_true")
     s = cmd("search", query.cmd_search, "hybrid search from the command line")
     s.add_argument("query", nargs="+")
     s.add_argument("-k", type=_positive, default=5)

@@ -7,21 +7,25 @@ worker and wait until the work is done; with RabbitMQ they only enqueue unless a
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 
 import dramatiq
 from tqdm import tqdm
 
 from services.cli.app import App
+from services.ingest.reconcile import Plan, indexed_documents, plan, prune_deliveries, stale_pending
 from shared.errors import CmsragError
 from shared.logs import get_logger
-from shared.models import DocRef
+from shared.models import DocRef, ListedDocument
 
 log = get_logger(__name__)
+STUCK_AFTER = timedelta(minutes=10)  # well past the longest retry backoff a live message can be waiting in
 
 
 @contextmanager
@@ -95,30 +99,95 @@ def _report_document(app: App, ref: DocRef) -> int:
     return 0
 
 
-def cmd_backfill(app: App, args: argparse.Namespace) -> int:
-    site = app.settings.site(args.site)
+def list_site(app: App, site_name: str, since: datetime | None = None, types: tuple[str, ...] | None = None,
+              quiet: bool = False) -> list[ListedDocument]:
+    """Every published document of the site, paging through its CMS, with a progress bar."""
     from shared.sources import make_source
 
-    source = make_source(site, app.settings)
+    source = make_source(app.settings.site(site_name), app.settings)
+    with tqdm(desc=f"listing {site_name}", unit="doc", disable=quiet) as bar:
+        listed = []
+        for doc in source.list_documents(since=since, types=types):
+            listed.append(doc)
+            bar.update(1)
+    return listed
+
+
+def cmd_backfill(app: App, args: argparse.Namespace) -> int:
+    """Queue every published document that is new or changed since it was indexed (all with --force).
+
+    Safe to interrupt and run again: what was indexed meanwhile is skipped, so a second run resumes."""
+    site = app.settings.site(args.site)
     types = tuple(args.type.split(",")) if args.type else None
     app.check_index()
     t0 = time.monotonic()
-    ids = (d.source_id for d in source.list_documents(since=args.since, types=types))
+    listed = list_site(app, site.name, args.since, types, args.quiet)
+    with app.db.connection() as conn:
+        todo = plan(listed, indexed_documents(conn, site.name), force=args.force)
+    ids = todo.new + todo.changed
     with in_process_worker(app) if app.dev_mode else _nothing():
         queued = 0
-        with tqdm(desc=f"queueing {site.name}", unit="doc", disable=args.quiet) as bar:
+        with tqdm(total=len(ids), desc=f"queueing {site.name}", unit="doc", disable=args.quiet) as bar:
             for n in app.queue.request_many(site.name, ids):
                 queued += n
                 bar.update(n)
         if app.dev_mode or args.wait:
             wait_until_done(app, site.name, total=queued, timeout=args.timeout, progress=not args.quiet)
-    elapsed = time.monotonic() - t0
-    print(f"backfill {site.name}: {queued} documents queued in {elapsed:.1f}s")
+    print(f"backfill {site.name}: {todo.listed} listed, {len(todo.new)} new, {len(todo.changed)} changed, "
+          f"{todo.unchanged} unchanged (skipped); {queued} queued in {time.monotonic() - t0:.1f}s")
     if app.dev_mode or args.wait:
         from services.cli.admin import print_site_summary
 
         print_site_summary(app, site.name)
     return 0
+
+
+def cmd_reconcile(app: App, args: argparse.Namespace) -> int:
+    """Bring the index in step with the CMS: queue new, changed and gone documents; re-send stuck requests."""
+    names = [s.name for s in app.settings.sites] if args.site == "all" else [app.settings.site(args.site).name]
+    app.check_index()
+    stop = threading.Event()
+    if args.every:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    with in_process_worker(app) if app.dev_mode and not args.dry_run else _nothing():
+        while True:
+            for name in names:
+                reconcile_site(app, name, dry_run=args.dry_run, as_json=args.json)
+            if app.dev_mode and not args.dry_run:
+                for name in names:
+                    wait_until_done(app, name, progress=False)
+            if not args.every or stop.wait(args.every):
+                break
+    return 0
+
+
+def reconcile_site(app: App, name: str, *, dry_run: bool, as_json: bool) -> Plan:
+    t0 = time.monotonic()
+    listed = list_site(app, name, quiet=True)
+    with app.db.connection() as conn:
+        todo = plan(listed, indexed_documents(conn, name))
+        stuck = stale_pending(conn, name, STUCK_AFTER)
+        pruned = 0 if dry_run else prune_deliveries(conn)
+    if not dry_run:
+        sum(app.queue.request_many(name, todo.new + todo.changed))
+        for source_id in todo.gone:
+            app.queue.request(DocRef(name, source_id), "update")  # the worker removes it if the CMS confirms
+        for ref, event in stuck:
+            app.queue.publish(ref, event)
+    report = {"site": name, "listed": todo.listed, "new": len(todo.new), "changed": len(todo.changed),
+              "gone": len(todo.gone), "unchanged": todo.unchanged, "stuck_requests": len(stuck),
+              "pruned_deliveries": pruned, "drift": todo.drift, "dry_run": dry_run,
+              "seconds": round(time.monotonic() - t0, 2)}
+    log.info("reconcile_done", **report)
+    if as_json:
+        print(json.dumps(report))
+    else:
+        verb = "would queue" if dry_run else "queued"
+        print(f"reconcile {name}: {todo.listed} listed; drift {todo.drift} ({len(todo.new)} new, "
+              f"{len(todo.changed)} changed, {len(todo.gone)} gone) {verb}; {len(stuck)} stuck request(s) "
+              f"{'found' if dry_run else 're-sent'}")
+    return todo
 
 
 @contextmanager
