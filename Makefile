@@ -24,7 +24,8 @@ $(SETUP_STAMP): pyproject.toml
 demo: setup ## index the bundled sample site on the embedded default, answer a question, serve the API
 	$(BIN)/cmsrag demo
 
-services: setup ## check (and start where possible) the services the tests need: RabbitMQ; Postgres is embedded
+services: setup ## install/start what the tests talk to: RabbitMQ, WordPress+MariaDB+PHP, Wagtail (Postgres is embedded)
+	@bash scripts/install-system-deps.sh
 	@bash scripts/ensure-services.sh
 
 test: setup services ## run the whole test suite against real Postgres+pgvector and RabbitMQ

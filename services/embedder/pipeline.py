@@ -45,6 +45,7 @@ class Outcome:
     error: PipelineError | None = None
     seconds: float = 0.0
     started: datetime | None = None  # database time the run began; bookkeeping clears requests made before it
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
 
 @dataclass
@@ -57,8 +58,11 @@ class _Prepared:
 
 
 @contextmanager
-def stage(name: str) -> Iterator[None]:
-    """Tag errors with the stage they came from; unknown crashes in pure stages are permanent, I/O ones transient."""
+def stage(name: str, timings: dict[str, float] | None = None) -> Iterator[None]:
+    """Tag errors with the stage they came from; unknown crashes in pure stages are permanent, I/O ones transient.
+
+    With `timings`, the time spent is added under the stage's name (logged per document; metrics later)."""
+    t0 = time.perf_counter()
     try:
         yield
     except (PipelineError, NotPublic):
@@ -72,6 +76,9 @@ def stage(name: str) -> Iterator[None]:
     except Exception as exc:
         cls = PermanentError if name in ("clean", "chunk") else TransientError
         raise cls(f"{exc.__class__.__name__}: {exc}", stage=name) from exc
+    finally:
+        if timings is not None:
+            timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
 
 
 class Pipeline:
@@ -98,7 +105,7 @@ class Pipeline:
         outcome = Outcome(ref, started=started)
         prepared = self._prepare(ref, event, started, outcome)
         if prepared is not None:
-            with stage("embed"), self.db.connection() as conn:
+            with stage("embed", outcome.timings), self.db.connection() as conn:
                 prepared.chunks, outcome.stats = embed_chunks(conn, self.embedder, prepared.chunks)
             self._store(prepared, outcome)
         outcome.seconds = time.perf_counter() - t0
@@ -128,13 +135,15 @@ class Pipeline:
                 except PipelineError as exc:
                     outcome.action, outcome.error = "failed", exc
         for o in outcomes:
+            o.seconds = sum(o.timings.values())
             self._log(o)
         return outcomes
 
     def _embed_together(self, ready: list[tuple[_Prepared, Outcome]]) -> None:
         all_chunks = [c for p, _ in ready for c in p.chunks]
+        batch_timings: dict[str, float] = {}
         try:
-            with stage("embed"), self.db.connection() as conn:
+            with stage("embed", batch_timings), self.db.connection() as conn:
                 embedded, stats = embed_chunks(conn, self.embedder, all_chunks)
         except PermanentError:
             # One poison document must not fail the whole batch: fall back to one call per document.
@@ -157,6 +166,8 @@ class Pipeline:
             unclaimed -= mine
             outcome.stats = EmbedStats(embedded=len(mine), reused=len(prepared.chunks) - len(mine),
                                        new_hashes=frozenset(mine))
+            # the batch's embedding time, shared out by each document's share of its chunks
+            outcome.timings["embed"] = batch_timings["embed"] * len(prepared.chunks) / max(1, len(all_chunks))
 
     def _prepare(self, ref: DocRef, event: str, started: datetime, outcome: Outcome) -> _Prepared | None:
         """Fetch, clean and chunk; handle removals and unchanged documents. None means: nothing left to do."""
@@ -164,7 +175,7 @@ class Pipeline:
             self._remove(ref, f"{event} event", started, outcome)
             return None
         try:
-            with stage("fetch"):
+            with stage("fetch", outcome.timings):
                 doc = self.source(ref.site).fetch(ref.source_id)
         except NotPublic as exc:
             self._remove(ref, exc.reason, started, outcome)
@@ -173,9 +184,9 @@ class Pipeline:
         if size > self.settings.max_document_bytes:
             raise PermanentError(f"document is {size} bytes, over the {self.settings.max_document_bytes}-byte cap "
                                  "(CMSRAG_MAX_DOCUMENT_BYTES); the indexed version, if any, is kept", stage="fetch")
-        with stage("clean"):
+        with stage("clean", outcome.timings):
             sections = clean(doc.html, doc.title)
-        with stage("chunk"):
+        with stage("chunk", outcome.timings):
             chunks = chunk(doc.title, sections, max_tokens=self.settings.chunk_tokens,
                            overlap=self.settings.chunk_overlap, count_model_tokens=self.embedder.count_tokens,
                            model_max_tokens=self.embedder.max_input_tokens)
@@ -196,7 +207,7 @@ class Pipeline:
         return _Prepared(ref, started, doc, chunks, checksum)
 
     def _store(self, prepared: _Prepared, outcome: Outcome) -> None:
-        with stage("store"), self.db.connection() as conn:
+        with stage("store", outcome.timings), self.db.connection() as conn:
             outcome.action = store.upsert_document(conn, prepared.doc, prepared.chunks, checksum=prepared.checksum,
                                                    model_id=self.embedder.model_id, fetched_at=prepared.started)
         outcome.chunks = len(prepared.chunks)
@@ -214,7 +225,8 @@ class Pipeline:
 
     def _log(self, o: Outcome) -> None:
         fields = {"site": o.ref.site, "source_id": o.ref.source_id, "chunks": o.chunks,
-                  "embedded": o.stats.embedded, "reused": o.stats.reused, "seconds": round(o.seconds, 3)}
+                  "embedded": o.stats.embedded, "reused": o.stats.reused, "seconds": round(o.seconds, 3),
+                  **{f"{k}_s": round(v, 3) for k, v in o.timings.items()}}
         if o.error is not None:
             log.warning("document_failed", stage=o.error.stage, error=str(o.error), **fields)
         else:

@@ -57,12 +57,14 @@ class WagtailServer:
     `home_url` is the site's public address (what `meta.html_url` starts with) when it should differ from
     where it is served, e.g. to record fixtures whose URLs do not depend on a random port. `limit_max` is
     `WAGTAILAPI_LIMIT_MAX`; `extra_apps` are Django apps to install (found through `pythonpath`), e.g. a
-    webhook plugin under test. A restart without `fresh=True` keeps the content.
+    webhook plugin under test, and `settings` further Django settings (JSON values), e.g. that plugin's own.
+    A restart without `fresh=True` keeps the content.
     """
 
     def __init__(self, folder: Path, port: int | None = None, *, python: str | None = None,
                  home_url: str | None = None, limit_max: int = 100, extra_apps: tuple[str, ...] = (),
-                 pythonpath: tuple[Path, ...] = (), cache_dir: Path = DEFAULT_CACHE) -> None:
+                 pythonpath: tuple[Path, ...] = (), cache_dir: Path = DEFAULT_CACHE,
+                 settings: dict[str, Any] | None = None) -> None:
         self.folder = Path(folder).resolve()
         self.port = port or free_port()
         self.python = python or find_python() or str(DEFAULT_PYTHON)
@@ -70,6 +72,7 @@ class WagtailServer:
         self.limit_max = limit_max
         self.extra_apps = extra_apps
         self.pythonpath = pythonpath
+        self.settings = dict(settings or {})
         self.cache_dir = cache_dir
         self.db = self.folder / "db.sqlite3"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -90,7 +93,8 @@ class WagtailServer:
                 "CMSRAG_WAGTAIL_MEDIA": str(self.folder / "media"),
                 "CMSRAG_WAGTAIL_STATIC": str(self.folder / "static"),
                 "CMSRAG_WAGTAIL_LIMIT_MAX": str(self.limit_max),
-                "CMSRAG_WAGTAIL_EXTRA_APPS": ",".join(self.extra_apps)}
+                "CMSRAG_WAGTAIL_EXTRA_APPS": ",".join(self.extra_apps),
+                "CMSRAG_WAGTAIL_EXTRA_SETTINGS": json.dumps(self.settings)}
 
     # -- life cycle ---------------------------------------------------------------------------------------
 

@@ -8,9 +8,11 @@ sites side by side (one data folder each), as `tests/cms/wagtail.py` starts them
 - `CMSRAG_WAGTAIL_SECRET_KEY`: Django's signing key (a fixed value is fine for a throwaway test site);
 - `CMSRAG_WAGTAIL_LIMIT_MAX`: the API's page-size cap (default 100 here; Wagtail's own default is 20);
 - `CMSRAG_WAGTAIL_EXTRA_APPS`: comma-separated apps to add, e.g. a webhook plugin under test (on `PYTHONPATH`);
+- `CMSRAG_WAGTAIL_EXTRA_SETTINGS`: a JSON object of further settings (upper-case names), e.g. that plugin's own;
 - `CMSRAG_WAGTAIL_DEBUG`: "1" for Django's debug pages.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -94,3 +96,6 @@ WAGTAIL_SITE_NAME = "cmsrag test site"
 WAGTAILADMIN_BASE_URL = BASE_URL
 WAGTAILSEARCH_BACKENDS = {"default": {"BACKEND": "wagtail.search.backends.database"}}
 WAGTAILAPI_LIMIT_MAX = int(ENV.get("CMSRAG_WAGTAIL_LIMIT_MAX", "100"))
+
+# Last, so that a test can set (or override) anything above.
+globals().update({k: v for k, v in json.loads(ENV.get("CMSRAG_WAGTAIL_EXTRA_SETTINGS") or "{}").items() if k.isupper()})
