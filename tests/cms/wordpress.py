@@ -320,8 +320,9 @@ class WordPressServer:
             # Scripts compiled once are cached on disk for the next php() (half its cost); changed files are seen,
             # since the cache checks timestamps and skips files changed in the last 2 s.
             r = subprocess.run(["php", "-d", "display_errors=stderr", "-d", "opcache.enable_cli=1",
-                                "-d", f"opcache.file_cache={self.folder / 'opcache'}", "-d", "opcache.file_cache_only=1",
-                                f.name], capture_output=True, text=True, cwd=self.docroot, timeout=300)
+                                "-d", f"opcache.file_cache={self.folder / 'opcache'}",
+                                "-d", "opcache.file_cache_only=1", f.name],
+                               capture_output=True, text=True, cwd=self.docroot, timeout=300)
         finally:
             os.unlink(f.name)
         if r.returncode != 0:

@@ -151,8 +151,9 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture(scope="module")
 def site(receiver: Receiver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WagtailServer]:
-    if find_python() is None:
-        unavailable("Wagtail", f"no Wagtail virtualenv at {DEFAULT_PYTHON} (run scripts/setup-wagtail-venv.sh)")
+    python = find_python()
+    if python is None or not Path(python).exists():
+        unavailable("Wagtail", f"no Wagtail python at {python or DEFAULT_PYTHON} (run scripts/setup-wagtail-venv.sh)")
     server = WagtailServer(tmp_path_factory.mktemp("wagtail-app"), extra_apps=("wagtail_cmsrag",),
                            pythonpath=(APP_ROOT,),
                            settings={"CMSRAG_RECEIVER_URL": receiver.url, "CMSRAG_SITE": SITE,

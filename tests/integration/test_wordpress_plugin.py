@@ -19,6 +19,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -143,7 +144,7 @@ class Receiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
 
     def stop(self) -> None:
         """Go down: the port refuses connections until `start`."""
@@ -153,8 +154,8 @@ class Receiver:
             self._server = None
 
     def reset(self) -> None:
-        self.stop()
-        self.start()
+        if self._server is None:
+            self.start()
         self.secrets, self.answer, self.retry_after = [SECRET], 202, "30"
         with self._lock:
             self.deliveries.clear()
@@ -300,7 +301,8 @@ def test_updating_a_published_post_sends_one_updated_event(wp: WordPressServer, 
 def test_taking_a_published_post_off_the_site_sends_unpublished(wp: WordPressServer, receiver: Receiver,
                                                                 status: str) -> None:
     post_id = int(wp.php(publish_php() + "echo $id;"))
-    date = ", 'post_date' => '2099-01-01 00:00:00', 'post_date_gmt' => '2099-01-01 00:00:00'" if status == "future" else ""
+    future = ", 'post_date' => '2099-01-01 00:00:00', 'post_date_gmt' => '2099-01-01 00:00:00'"
+    date = future if status == "future" else ""
     wp.php(f"wp_update_post(['ID' => {post_id}, 'post_status' => '{status}'{date}]);")
     assert wp.php(f"echo get_post_status({post_id});") == status
     assert events(receiver)[1:] == [("unpublished", f"posts:{post_id}")]
@@ -762,3 +764,18 @@ def test_the_plugin_also_runs_as_an_mu_plugin_through_the_loader(wp: WordPressSe
         wp.remove_mu_plugin(LOADER.name)
         wp.remove_mu_plugin(PLUGIN.name)
         wp.activate_plugin(plugin)
+
+
+def test_events_failing_in_parallel_requests_all_reach_the_queue(wp: WordPressServer, receiver: Receiver) -> None:
+    receiver.stop()
+    auth = ("admin", wp.create_app_password(name="parallel"))
+
+    def create(n: int) -> int:
+        r = requests.post(f"{wp.base_url}/wp-json/wp/v2/posts", auth=auth, timeout=30,
+                          json={"title": f"Parallel {n}", "status": "publish"})
+        assert r.status_code == 201, r.text
+        return int(r.json()["id"])
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = list(pool.map(create, range(16)))
+    assert sorted(e["id"] for e in queue(wp)) == sorted(f"posts:{i}" for i in ids)
