@@ -61,8 +61,8 @@ def post(client, path: str, body: object, *, secrets=(SECRET,), webhook_id: str 
 def state(db: Database) -> tuple[int, int]:
     with db.connection() as conn:
         row = conn.execute("SELECT (SELECT count(*) FROM pending), (SELECT count(*) FROM webhook_deliveries)")
-        pending, deliveries = row.fetchone() or (None, None)
-        return pending, deliveries
+        pending, deliveries = row.fetchone() or (-1, -1)
+        return int(pending), int(deliveries)
 
 
 def test_a_signed_event_is_queued_and_recorded(client, db):
