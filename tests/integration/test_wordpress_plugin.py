@@ -779,3 +779,17 @@ def test_events_failing_in_parallel_requests_all_reach_the_queue(wp: WordPressSe
     with ThreadPoolExecutor(max_workers=8) as pool:
         ids = list(pool.map(create, range(16)))
     assert sorted(e["id"] for e in queue(wp)) == sorted(f"posts:{i}" for i in ids)
+
+
+def test_uninstalling_removes_the_plugins_options_and_cron_event(wp: WordPressServer, receiver: Receiver) -> None:
+    receiver.stop()
+    wp.php(publish_php())
+    left = wp.php_json("""
+        require_once ABSPATH . 'wp-admin/includes/plugin.php';
+        uninstall_plugin('cmsrag-webhooks/cmsrag-webhooks.php');
+        wp_cache_flush();
+        $names = ['cmsrag_webhooks_settings', 'cmsrag_webhooks_queue', 'cmsrag_webhooks_next_retry'];
+        echo json_encode([array_filter($names, function ($n) { return get_option($n) !== false; }),
+                          wp_next_scheduled('cmsrag_retry')]);
+    """)
+    assert left == [[], False]
