@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from werkzeug.serving import make_server
+from werkzeug.serving import BaseWSGIServer, make_server
 
 from services.api.search import search
 from services.cli.app import App
@@ -35,11 +35,13 @@ class Receiver:
     """Our real receiver app on a fixed port, which can be taken down and brought back."""
 
     def __init__(self, app: App, port: int) -> None:
-        self.app, self.port, self.server = app, port, None
+        self.app, self.port = app, port
+        self.server: BaseWSGIServer | None = None
 
     def start(self) -> None:
-        self.server = make_server("127.0.0.1", self.port, self.app.receiver(), threaded=True)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        server = make_server("127.0.0.1", self.port, self.app.receiver(), threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.server = server
 
     def stop(self) -> None:
         if self.server is not None:
