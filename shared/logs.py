@@ -36,6 +36,8 @@ def configure(level: str = "INFO", fmt: str = "console") -> None:
     # Libraries log through the stdlib; keep their noise at WARNING unless we are debugging.
     logging.basicConfig(level=logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    # Werkzeug's access log duplicates our own webhook_* / request events.
+    logging.getLogger("werkzeug").setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING)
     _configured = True
 
 
