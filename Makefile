@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SETUP_STAMP := $(VENV)/.setup-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-fast lint fmt typecheck bench services clean
+.PHONY: help setup demo test test-fast lint fmt typecheck bench bench-full services clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,8 +45,14 @@ fmt: setup ## fix what ruff can fix
 typecheck: setup ## mypy only
 	$(BIN)/mypy shared services tests bench
 
-bench: setup services ## benchmarks: figures printed beside their baselines from the same run
+bench: setup services ## benchmarks (~10 min): each prints its figures beside a baseline from the same run
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.freshness --edits 50
+	$(BIN)/python -m bench.receiver
+	$(BIN)/python -m bench.backfill_wp --posts 1000
+
+bench-full: bench ## also the Python docs corpus (~372 pages, ~20 min with the local model)
+	$(BIN)/python -m bench.ingest --pydocs 0 --skip openai,edit
 
 clean: ## remove the embedded database and caches (keeps .venv)
 	rm -rf .cmsrag .pytest_cache .mypy_cache .ruff_cache

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -90,6 +92,8 @@ class Pipeline:
         self.db = db
         self.embedder = embedder
         self._sources: dict[str, Source] = {}
+        self.totals: Counter[str] = Counter()  # seconds per stage and documents per action, for this process
+        self._totals_lock = threading.Lock()
         self._source_factory = source_factory or (lambda name: make_source(settings.site(name), settings))
 
     def source(self, site: str) -> Source:
@@ -224,6 +228,9 @@ class Pipeline:
         return hashlib.sha256(json.dumps(payload, default=str).encode()).hexdigest()
 
     def _log(self, o: Outcome) -> None:
+        with self._totals_lock:
+            self.totals.update(o.timings)
+            self.totals[f"documents_{o.action}"] += 1
         fields = {"site": o.ref.site, "source_id": o.ref.source_id, "chunks": o.chunks,
                   "embedded": o.stats.embedded, "reused": o.stats.reused, "seconds": round(o.seconds, 3),
                   **{f"{k}_s": round(v, 3) for k, v in o.timings.items()}}

@@ -107,3 +107,15 @@ def test_reconcile_re_sends_a_request_whose_message_was_lost(app, site_dir, caps
     assert documents(app) == {"p0.html": "indexed"}
     with app.db.connection() as conn:
         assert conn.execute("SELECT count(*) FROM pending").fetchone() == (0,)
+
+
+def test_a_backfill_of_a_thousand_documents_indexes_every_one(app, site_dir, capsys):
+    for i in range(1000):
+        write(site_dir, f"n/{i:04}.html", f"<html><head><title>Note {i}</title></head><body><main><h1>Note {i}</h1>"
+                                          f"<p>Note number {i} says something short.</p></main></body></html>")
+    backfill(app)
+    assert "1000 new, 0 changed, 0 unchanged (skipped); 1000 queued" in capsys.readouterr().out
+    with app.db.connection() as conn:
+        assert conn.execute("SELECT count(*), count(DISTINCT source_id) FROM documents WHERE status = 'indexed'"
+                            ).fetchone() == (1000, 1000)
+        assert conn.execute("SELECT count(*) FROM pending").fetchone() == (0,)
