@@ -8,7 +8,6 @@ so tests do not see each other's pages.
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,7 +15,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from werkzeug.serving import BaseWSGIServer, make_server
 
 from services.api.search import search
 from services.cli.app import App
@@ -25,33 +23,15 @@ from shared.settings import Settings
 from shared.sites import SiteConfig
 from tests.cms.wagtail import DEFAULT_PYTHON, PROJECT_ROOT, WagtailServer, find_python, free_port
 from tests.conftest import TABLES, delete_queues, unavailable
+from tests.integration.live_receiver import LiveReceiver
 
 APP_ROOT = PROJECT_ROOT / "services" / "ingest" / "wagtail_cmsrag"
 SECRET = "e2e-wagtail-secret-0123456789"
 pytestmark = pytest.mark.slow
 
 
-class Receiver:
-    """Our real receiver app on a fixed port, which can be taken down and brought back."""
-
-    def __init__(self, app: App, port: int) -> None:
-        self.app, self.port = app, port
-        self.server: BaseWSGIServer | None = None
-
-    def start(self) -> None:
-        server = make_server("127.0.0.1", self.port, self.app.receiver(), threaded=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        self.server = server
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
-
-
 @pytest.fixture(scope="module")
-def stack(pg_url: str, rabbitmq_url: str, tmp_path_factory) -> Iterator[tuple[App, Receiver, WagtailServer]]:
+def stack(pg_url: str, rabbitmq_url: str, tmp_path_factory) -> Iterator[tuple[App, LiveReceiver, WagtailServer]]:
     python = find_python()
     if python is None or not Path(python).exists():
         unavailable("Wagtail", f"no Wagtail python at {python or DEFAULT_PYTHON} (make services sets it up)")
@@ -71,7 +51,7 @@ def stack(pg_url: str, rabbitmq_url: str, tmp_path_factory) -> Iterator[tuple[Ap
                                    max_backoff_ms=1000, data_dir=tmp_path_factory.mktemp("data"))
     app = App(settings, connect_broker_now=False)
     app.migrate()  # the local model: a 384-d index of its own
-    receiver = Receiver(app, port)
+    receiver = LiveReceiver(app, port)
     receiver.start()
     try:
         with in_process_worker(app):

@@ -10,14 +10,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
-from werkzeug.serving import BaseWSGIServer, make_server
 
 from services.cli.app import App
 from services.cli.indexing import in_process_worker, reconcile_site
@@ -25,30 +23,13 @@ from shared.settings import Settings
 from shared.sites import SiteConfig
 from tests.cms.wordpress import WordPressServer
 from tests.conftest import TABLES, delete_queues, unavailable
+from tests.integration.live_receiver import LiveReceiver
 from tests.integration.test_e2e_wagtail import eventually, found, words
 from tests.integration.test_wordpress_plugin import PLUGIN, WORDPRESS_TREE
 
 SECRET = "e2e-wordpress-secret-0123456789"
 CANARY = "CANARY-PRIVATE-7f3a"
 pytestmark = pytest.mark.slow
-
-
-class Receiver:
-    def __init__(self, app: App) -> None:
-        self.app, self.port = app, 0
-        self.server: BaseWSGIServer | None = None
-
-    def start(self) -> None:
-        server = make_server("127.0.0.1", self.port, self.app.receiver(), threaded=True)
-        self.port = server.server_port
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        self.server = server
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
 
 
 def reset_index(pg_url: str) -> None:
@@ -59,7 +40,7 @@ def reset_index(pg_url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(pg_url: str, rabbitmq_url: str, tmp_path_factory) -> Iterator[tuple[App, Receiver, WordPressServer]]:
+def stack(pg_url: str, rabbitmq_url: str, tmp_path_factory) -> Iterator[tuple[App, LiveReceiver, WordPressServer]]:
     missing = [t for t in ("php", "mariadbd", "mariadb-install-db") if not shutil.which(t)]
     if missing or not WORDPRESS_TREE.is_dir():
         unavailable("WordPress (Debian: wordpress, php, mariadb-server)", f"missing {missing or WORDPRESS_TREE}")
@@ -70,7 +51,7 @@ def stack(pg_url: str, rabbitmq_url: str, tmp_path_factory) -> Iterator[tuple[Ap
                                    queue_prefix=f"e2ewp{uuid.uuid4().hex[:8]}", min_backoff_ms=100,
                                    max_backoff_ms=1000, data_dir=tmp_path_factory.mktemp("data"))
     app = App(settings, connect_broker_now=False)
-    receiver = Receiver(app)
+    receiver = LiveReceiver(app)
     try:
         app.migrate()
         receiver.start()
