@@ -13,12 +13,9 @@ from typing import Any
 
 import structlog
 
-_configured = False
-
 
 def configure(level: str = "INFO", fmt: str = "console") -> None:
     """Set up structlog once per process; JSON for production, aligned key=value for a terminal."""
-    global _configured
     renderer: Any = (structlog.processors.JSONRenderer() if fmt == "json"
                      else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
     structlog.configure(
@@ -38,7 +35,6 @@ def configure(level: str = "INFO", fmt: str = "console") -> None:
                         format="%(levelname)s %(name)s: %(message)s")
     # Werkzeug's access log duplicates our own webhook_* / request events.
     logging.getLogger("werkzeug").setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING)
-    _configured = True
 
 
 def get_logger(name: str) -> Any:

@@ -103,9 +103,9 @@ def cmd_retry(app: App, args: argparse.Namespace) -> int:
     if missing:
         print(f"no open failure with id {', '.join(map(str, sorted(missing)))}")
         return 1
-    from services.cli.indexing import in_process_worker, wait_until_done
+    from services.cli.indexing import dev_mode_worker, wait_until_done
 
-    with in_process_worker(app) if app.dev_mode else _noop():
+    with dev_mode_worker(app):
         for r in chosen:
             app.queue.request(DocRef(r.site, r.source_id), "retry")
         if app.dev_mode:
@@ -114,10 +114,3 @@ def cmd_retry(app: App, args: argparse.Namespace) -> int:
     print(f"re-queued {len(chosen)} document(s)")
     return 0
 
-
-class _noop:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None

@@ -7,6 +7,7 @@ worker and wait until the work is done; with RabbitMQ they only enqueue unless a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import threading
@@ -38,6 +39,12 @@ def in_process_worker(app: App, threads: int | None = None) -> Iterator[dramatiq
         yield worker
     finally:
         worker.stop(timeout=30_000)
+
+
+def dev_mode_worker(app: App, *, when: bool = True) -> contextlib.AbstractContextManager[object]:
+    """In dev mode the queue lives in this process, so the command must work it off itself; with RabbitMQ the
+    workers are elsewhere and this does nothing."""
+    return in_process_worker(app) if app.dev_mode and when else contextlib.nullcontext()
 
 
 def pending_count(app: App, site: str, source_id: str | None = None) -> int:
@@ -125,7 +132,7 @@ def cmd_backfill(app: App, args: argparse.Namespace) -> int:
     with app.db.connection() as conn:
         todo = plan(listed, indexed_documents(conn, site.name), force=args.force)
     ids = todo.new + todo.changed
-    with in_process_worker(app) if app.dev_mode else _nothing():
+    with dev_mode_worker(app):
         queued = 0
         with tqdm(total=len(ids), desc=f"queueing {site.name}", unit="doc", disable=args.quiet) as bar:
             for n in app.queue.request_many(site.name, ids):
@@ -150,7 +157,7 @@ def cmd_reconcile(app: App, args: argparse.Namespace) -> int:
     if args.every:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    with in_process_worker(app) if app.dev_mode and not args.dry_run else _nothing():
+    with dev_mode_worker(app, when=not args.dry_run):
         while True:
             for name in names:
                 reconcile_site(app, name, dry_run=args.dry_run, as_json=args.json)
@@ -190,11 +197,6 @@ def reconcile_site(app: App, name: str, *, dry_run: bool, as_json: bool) -> Plan
     return todo
 
 
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
-
-
 def cmd_worker(app: App, args: argparse.Namespace) -> int:
     if app.dev_mode:
         raise CmsragError("`cmsrag worker` needs RabbitMQ: set RABBITMQ_URL (e.g. amqp://guest:guest@127.0.0.1:5672). "
@@ -226,7 +228,7 @@ def cmd_receiver(app: App, args: argparse.Namespace) -> int:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     log.info("receiver_started", url=f"http://{args.host}:{server.server_port}/webhooks/<kind>/<site>",
              sites=[s.name for s in app.settings.sites])
-    with in_process_worker(app) if app.dev_mode else _nothing():
+    with dev_mode_worker(app):
         stop.wait()
     server.shutdown()
     log.info("receiver_stopped")
