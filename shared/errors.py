@@ -59,3 +59,29 @@ class UnknownSite(CmsragError):
 
 class IndexMismatch(CmsragError):
     """Raised when the database index was built for another embedding model or dimension."""
+
+
+class LanguageModelError(CmsragError):
+    """Raised when the answering model fails; `retryable` for timeouts, 429, 5xx and overload (529)."""
+
+    def __init__(self, message: str, *, retryable: bool, provider: str = "") -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.provider = provider
+
+
+class AccessDenied(CmsragError):
+    """Raised when a request has no valid API key (401) or its key may not read the site asked for (403)."""
+
+    def __init__(self, message: str, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RateLimited(CmsragError):
+    """Raised when a key or client address is over its limit; `retry_after` seconds until the next request fits."""
+
+    def __init__(self, bucket: str, retry_after: float) -> None:
+        super().__init__(f"rate limit exceeded for {bucket.split(':', 1)[0]}; retry in {retry_after:.1f}s")
+        self.bucket = bucket
+        self.retry_after = retry_after

@@ -17,6 +17,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from shared.errors import ConfigError
+from shared.query_settings import QuerySettings
 from shared.sites import SiteConfig, load_sites
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +57,7 @@ class Settings:
     max_backoff_ms: int = 120_000
     log_level: str = "INFO"
     log_format: str = "console"
+    query: QuerySettings = field(default_factory=QuerySettings)
 
     def site(self, name: str) -> SiteConfig:
         """The configured site called `name`, or `UnknownSite` naming the ones that exist."""
@@ -158,6 +160,7 @@ class Settings:
             max_backoff_ms=max_backoff,
             log_level=log_level,
             log_format=get("CMSRAG_LOG_FORMAT", str, "console", one_of("console", "json")),
+            query=QuerySettings.from_env(env, problems, [s.url for s in sites if s.url]),
         )
         if problems:
             raise ConfigError(problems)

@@ -22,12 +22,14 @@ import psycopg
 import pytest
 
 from shared.db import Database
+from shared.query_settings import QuerySettings, Rate
 from shared.settings import Settings
 from shared.sites import SiteConfig
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 DEFAULT_RABBITMQ = "amqp://guest:guest@127.0.0.1:5672/%2F"
-TABLES = "documents, chunks, embedding_cache, pending, failures, webhook_deliveries"
+TABLES = ("documents, chunks, embedding_cache, pending, failures, webhook_deliveries, api_keys, rate_limits, "
+          "answer_cache")
 
 
 def unavailable(what: str, why: str) -> None:
@@ -125,6 +127,7 @@ def make_settings(pg_url: str, tmp_path: Path) -> Callable[..., Settings]:
             database_url=pg_url, data_dir=tmp_path / ".cmsrag", embedder="fake", embed_model="fake-384",
             queue_prefix=f"t{uuid.uuid4().hex[:10]}", min_backoff_ms=10, max_backoff_ms=50, max_retries=2,
             worker_threads=2, http_retries=0, http_timeout=2.0,
+            query=QuerySettings(public_rate=Rate(100_000, 10_000)),  # limits are tested where they are the point
         )
         return dataclasses.replace(base, **overrides)
 
