@@ -1,42 +1,69 @@
-"""The query service's Flask app (app factory). For now: health, readiness and `POST /v1/search`.
+"""The query service's Flask app (app factory; gunicorn in production, see wsgi.py).
 
-Every bad request gets a 4xx with a JSON body that says what is wrong; nothing here answers a 500 for input.
-`/v1/ask`, streaming, keys and limits arrive with the query-service issue.
+Every `/v1/` request is identified (API key or public caller), rate limited and given CORS headers by the
+hooks here, then handled by a blueprint: `http_search` (search, index health) and `http_ask` (ask, streaming).
+Every refusal is a 4xx JSON `{"error": …}` that says what is wrong; nothing answers a 500 for input.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, jsonify, request
+import psycopg
+from flask import Flask, Response, g, jsonify, request, send_from_directory
+from psycopg_pool import PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from services.api.search import search
+from services.api import http_ask, http_search
+from services.api.access import Access
+from services.api.answer import Asker
+from services.api.cache import AnswerCache
+from services.api.context import Services
+from services.api.llm import make_language_model
+from services.api.openapi import openapi_document
+from services.api.validate import BadRequest
+from shared.errors import AccessDenied, LanguageModelError, RateLimited, TransientError
+from shared.logs import get_logger
 
 if TYPE_CHECKING:
     from services.cli.app import App
 
-MAX_QUERY_CHARS = 2000
-MAX_BODY_BYTES = 64 * 1024
-
-
-class BadRequest(Exception):
-    def __init__(self, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.status = status
+STATIC = Path(__file__).parent / "static"
+log = get_logger(__name__)
 
 
 def create_app(ctx: App) -> Flask:
-    app = Flask("cmsrag.api")
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    q = ctx.settings.query
+    app = Flask("cmsrag.api", static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = q.max_body_bytes
+    vector_type = ctx.check_index()
+    access = Access(q, ctx.db)
+    asker = Asker(ctx.settings, ctx.db, ctx.embedder, make_language_model(q), AnswerCache(ctx.db, q.answer_cache_ttl),
+                  vector_type=vector_type)
+    app.extensions["cmsrag"] = Services(ctx, asker, access, vector_type)
+    app.register_blueprint(http_search.bp)
+    app.register_blueprint(http_ask.bp)
+    _register_errors(app)
 
-    @app.errorhandler(BadRequest)
-    def bad_request(exc: BadRequest) -> Any:
-        return jsonify(error=str(exc)), exc.status
+    @app.before_request
+    def identify() -> Any:
+        if not request.path.startswith("/v1/"):
+            return None
+        if request.method == "OPTIONS":  # CORS preflight: answered without a key, as browsers send none
+            return Response(status=204)
+        g.caller = access.caller(request.headers, request.remote_addr)
+        g.allowance = access.limit(g.caller)
+        return None
 
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Any:
-        return jsonify(error=exc.description or exc.name), exc.code or 500
+    @app.after_request
+    def headers(response: Response) -> Response:
+        if request.path.startswith("/v1/"):
+            response.headers.update(access.cors_headers(request.headers.get("Origin")))
+            allowance = g.get("allowance")
+            if allowance is not None:
+                response.headers.update(allowance.headers())
+        return response
 
     @app.get("/healthz")
     def healthz() -> Any:
@@ -49,47 +76,79 @@ def create_app(ctx: App) -> Flask:
                 conn.execute("SELECT 1")
         except Exception as exc:
             return jsonify(status="unavailable", database=str(exc)), 503
-        return jsonify(status="ready")
+        return jsonify(status="ready", llm=q.llm, model=q.llm_model)
 
-    @app.post("/v1/search")
-    def v1_search() -> Any:
-        body = _json_object()
-        query = body.get("query")
-        if not isinstance(query, str) or not query.strip():
-            raise BadRequest("'query' must be a non-empty string")
-        if len(query) > MAX_QUERY_CHARS:
-            raise BadRequest(f"'query' is {len(query)} characters; the limit is {MAX_QUERY_CHARS}", 413)
-        k = body.get("k", 5)
-        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 50:
-            raise BadRequest("'k' must be an integer from 1 to 50")
-        site = body.get("site")
-        if site is not None and (not isinstance(site, str) or site not in {s.name for s in ctx.settings.sites}):
-            raise BadRequest(f"unknown site {site!r}")
-        unknown = set(body) - {"query", "k", "site"}
-        if unknown:
-            raise BadRequest(f"unknown fields: {', '.join(sorted(unknown))}")
-        [vector] = ctx.embedder.embed([query])
-        with ctx.db.connection() as conn:
-            hits = search(conn, vector, query, k=k, site=site, vector_type=vtype)
-        return jsonify(query=query, results=[
-            {"title": h.title, "url": h.link, "snippet": h.snippet(), "score": round(h.score, 6),
-             "site": h.site, "heading_path": h.heading_path} for h in hits])
+    @app.get("/openapi.json")
+    def openapi() -> Any:
+        return jsonify(openapi_document())
 
-    vtype = ctx.check_index()
+    @app.get("/")
+    def index() -> Any:
+        site = request.args.get("site") or (ctx.settings.sites[0].name if ctx.settings.sites else "")
+        page = (STATIC / "index.html").read_text(encoding="utf-8")
+        return Response(page.replace("__CMSRAG_SITE__", _attr(site)), mimetype="text/html")
+
+    @app.get("/widget.js")
+    def widget_js() -> Any:
+        return _static("widget.js")
+
+    @app.get("/widget.css")
+    def widget_css() -> Any:
+        return _static("widget.css")
+
     return app
 
 
-def _json_object() -> dict[str, Any]:
-    if not request.is_json:
-        raise BadRequest("send a JSON object with Content-Type: application/json", 415)
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object", 400)
-    return body
+def _static(name: str) -> Any:
+    response = send_from_directory(STATIC, name, max_age=300)
+    response.headers["Access-Control-Allow-Origin"] = "*"  # a script/style any site may embed
+    return response
+
+
+def _attr(value: str) -> str:
+    return "".join(c for c in value if c.isalnum() or c in "-_")
+
+
+def _register_errors(app: Flask) -> None:
+    @app.errorhandler(BadRequest)
+    def bad_request(exc: BadRequest) -> Any:
+        return jsonify(error=str(exc)), exc.status
+
+    @app.errorhandler(AccessDenied)
+    def denied(exc: AccessDenied) -> Any:
+        headers = {"WWW-Authenticate": 'Bearer realm="cmsrag"'} if exc.status == 401 else {}
+        return jsonify(error=str(exc)), exc.status, headers
+
+    @app.errorhandler(RateLimited)
+    def limited(exc: RateLimited) -> Any:
+        retry = max(1, round(exc.retry_after + 0.49))
+        return jsonify(error=str(exc), retry_after=retry), 429, {"Retry-After": str(retry)}
+
+    @app.errorhandler(LanguageModelError)
+    def llm_failed(exc: LanguageModelError) -> Any:
+        status = 503 if exc.retryable else 502
+        return jsonify(error=f"the answering model failed: {exc}"), status, ({"Retry-After": "10"} if
+                                                                               exc.retryable else {})
+
+    @app.errorhandler(TransientError)
+    @app.errorhandler(psycopg.OperationalError)
+    @app.errorhandler(PoolTimeout)
+    def unavailable(exc: Exception) -> Any:
+        log.warning("api_dependency_unavailable", path=request.path, error=str(exc))
+        return jsonify(error="the index is temporarily unavailable; please retry"), 503, {"Retry-After": "5"}
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:
+        return jsonify(error=exc.description or exc.name), exc.code or 500
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Any:
+        log.exception("api_request_failed", path=request.path, error=str(exc))
+        return jsonify(error="internal error; the request was logged"), 500
 
 
 def serve(ctx: App, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve with Werkzeug for the demo; production runs the same app under gunicorn."""
     app = create_app(ctx)
-    print(f"\nAPI on http://{host}:{port}  (POST /v1/search {{\"query\": \"...\"}}; Ctrl-C to stop)")
+    print(f"\nChat widget and API on http://{host}:{port}/  (POST /v1/ask, /v1/search; Ctrl-C to stop)")
     app.run(host=host, port=port, threaded=True, use_reloader=False)

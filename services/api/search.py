@@ -7,26 +7,27 @@ queries returning enough rows when a filter (site, type) removes most of the nea
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 import psycopg
 
+from services.api.filters import Filters
+
 RRF_K = 60
+TEXT_MATCH_ALLOWANCE = 0.15
 SEARCH_SQL = """
 WITH vec AS (
     SELECT id, row_number() OVER () AS rank FROM (
         SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id
-        WHERE d.status = 'indexed' AND (%(site)s::text IS NULL OR d.site = %(site)s)
-          AND (%(audience)s::text IS NULL OR d.audience = %(audience)s)
+        WHERE d.status = 'indexed' AND d.audience = %(audience)s AND FILTER
         ORDER BY c.embedding <=> %(qv)s::VTYPE LIMIT %(n)s) v
 ), fts AS (
     SELECT id, row_number() OVER (ORDER BY r DESC, id) AS rank FROM (
         SELECT c.id, ts_rank_cd(c.tsv, q, 32) AS r
-        FROM chunks c JOIN documents d ON d.id = c.document_id, websearch_to_tsquery('english', %(q)s) q
-        WHERE c.tsv @@ q AND d.status = 'indexed' AND (%(site)s::text IS NULL OR d.site = %(site)s)
-          AND (%(audience)s::text IS NULL OR d.audience = %(audience)s)
+        FROM chunks c JOIN documents d ON d.id = c.document_id, websearch_to_tsquery(%(tsconfig)s::regconfig, %(q)s) q
+        WHERE c.tsv @@ q AND d.status = 'indexed' AND d.audience = %(audience)s AND FILTER
         ORDER BY r DESC LIMIT %(n)s) f
 )
 SELECT c.id, d.site, d.source_id, d.title, d.url, c.anchor, c.heading_path, c.text, c.content_hash,
@@ -73,20 +74,47 @@ class Hit:
 
 
 def search(conn: psycopg.Connection[Any], query_vector: Any, query: str, *, k: int = 10, site: str | None = None,
-           mode: str = "hybrid", candidates: int = 50, ef_search: int = 100, audience: str | None = "public",
-           vector_type: str = "vector") -> list[Hit]:
-    """Top `k` passages for `query`. `mode` is hybrid, vector or fulltext (the single modes weight the other side 0)."""
+           filters: Filters | None = None, mode: str = "hybrid", candidates: int = 50, ef_search: int = 100,
+           audience: str = "public", vector_type: str = "vector", min_similarity: float | None = None) -> list[Hit]:
+    """Top `k` passages for `query`. `mode` is hybrid, vector or fulltext (the single modes weight the other side 0).
+
+    With `min_similarity`, weak matches are dropped (see `is_relevant`) before taking the top `k`.
+    """
     if mode not in ("hybrid", "vector", "fulltext"):
         raise ValueError(f"unknown search mode {mode!r}")
-    params = {"qv": np.asarray(query_vector, dtype=np.float32), "q": query, "site": site, "audience": audience,
-              "n": max(candidates, k), "k": RRF_K, "limit": k,
-              "wv": 0.0 if mode == "fulltext" else 1.0, "wt": 0.0 if mode == "vector" else 1.0}
+    filters = filters or Filters()
+    if site is not None:
+        filters = replace_sites(filters, site)
+    condition, fparams = filters.sql()
+    params = {"qv": np.asarray(query_vector, dtype=np.float32), "q": query, "audience": audience,
+              "tsconfig": filters.text_config, "n": max(candidates, k), "k": RRF_K,
+              "limit": k if min_similarity is None else max(candidates, k),
+              "wv": 0.0 if mode == "fulltext" else 1.0, "wt": 0.0 if mode == "vector" else 1.0, **fparams}
     with conn.transaction():
         conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
         conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
         sql = SEARCH_SQL.replace("VTYPE", "halfvec" if vector_type == "halfvec" else "vector")
-        rows = conn.execute(sql.encode(), params, prepare=False).fetchall()
+        rows = conn.execute(sql.replace("FILTER", condition).encode(), params, prepare=False).fetchall()
     hits = [Hit(chunk_id=r[0], site=r[1], source_id=r[2], title=r[3] or "", url=r[4] or "", anchor=r[5],
                 heading_path=list(r[6]), text=r[7], content_hash=r[8], similarity=float(r[9]), vector_rank=r[10],
                 text_rank=r[11], score=float(r[12])) for r in rows]
-    return [h for h in hits if h.score > 0]
+    hits = [h for h in hits if h.score > 0]
+    if min_similarity is not None:
+        hits = [h for h in hits if is_relevant(h, min_similarity)]
+    return hits[:k]
+
+
+def is_relevant(hit: Hit, min_similarity: float) -> bool:
+    """A passage counts when it is semantically close, or matched the words and is at least loosely close.
+
+    Cosine similarity is the only calibrated signal here (RRF scores are ranks); a full-text match lowers
+    the bar, because exact terms (an API name, an error message) are strong evidence the model may miss.
+    """
+    if hit.similarity >= min_similarity:
+        return True
+    return hit.text_rank is not None and hit.similarity >= min_similarity - TEXT_MATCH_ALLOWANCE
+
+
+def replace_sites(filters: Filters, site: str) -> Filters:
+    """`filters` restricted to one site (the CLI's and tests' `site=` shorthand)."""
+    return replace(filters, sites=(site,) if filters.sites is None or site in filters.sites else ())

@@ -38,7 +38,7 @@ def _positive(value: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from services.cli import admin, demo, indexing, query
+    from services.cli import admin, ask, demo, indexing, query
 
     p = argparse.ArgumentParser(prog="cmsrag", description="Chat with a website's own content.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -78,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--site")
     s.add_argument("--mode", choices=["hybrid", "vector", "fulltext"], default="hybrid")
     s.add_argument("--json", action="store_true")
+    a = cmd("ask", ask.cmd_ask, "answer a question from the indexed content, with citations")
+    a.add_argument("question", nargs="+")
+    a.add_argument("--site")
+    a.add_argument("--stream", action="store_true", help="print the answer as it is produced")
+    a.add_argument("--json", action="store_true")
+    api = cmd("api", query.cmd_api, "serve the query API and chat widget (dev server; gunicorn in production)")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=_positive, default=8000)
     st = cmd("status", admin.cmd_status, "documents, chunks, pending work and failures per site")
     st.add_argument("--json", action="store_true")
     f = cmd("failures", admin.cmd_failures, "list documents the pipeline gave up on")
@@ -97,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--host", default="127.0.0.1")
     d.add_argument("--port", type=_positive, default=8000)
     d.add_argument("--timeout", type=float, default=900.0)
+    from services.cli import keys
+
+    keys.add_arguments(cmd("keys", keys.cmd_keys, "create, list and revoke API keys for the query API"))
     return p
 
 

@@ -1,4 +1,5 @@
-"""`cmsrag demo`: the newcomer's first run — embedded Postgres, the bundled sample site indexed, a question answered.
+"""`cmsrag demo`: the newcomer's first run — embedded Postgres, the sample site indexed, a question answered, the
+chat widget served.
 
 No Docker, no API keys: the embedded PostgreSQL + pgvector, the in-memory queue (unless `RABBITMQ_URL` is set)
 with an in-process worker, and the local embedding model.
@@ -10,8 +11,8 @@ import argparse
 import time
 
 from services.cli.app import App
+from services.cli.ask import cmd_ask
 from services.cli.indexing import in_process_worker, wait_until_done
-from services.cli.query import cmd_search
 from shared.errors import CmsragError
 from shared.sources import make_source
 
@@ -40,7 +41,7 @@ def cmd_demo(app: App, args: argparse.Namespace) -> int:
     print_site_summary(app, site.name)
     question = args.question or SAMPLE_QUESTION
     print(f"\nQ: {question}\n")
-    cmd_search(app, argparse.Namespace(query=[question], k=3, site=site.name, mode="hybrid", json=False))
+    cmd_ask(app, argparse.Namespace(question=[question], site=site.name, stream=True, json=False))
     if args.no_serve:
         return 0
     from services.api.app import serve

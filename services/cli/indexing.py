@@ -161,12 +161,25 @@ def cmd_reconcile(app: App, args: argparse.Namespace) -> int:
         while True:
             for name in names:
                 reconcile_site(app, name, dry_run=args.dry_run, as_json=args.json)
+            if not args.dry_run:
+                housekeeping(app)
             if app.dev_mode and not args.dry_run:
                 for name in names:
                     wait_until_done(app, name, progress=False)
             if not args.every or stop.wait(args.every):
                 break
     return 0
+
+
+def housekeeping(app: App) -> None:
+    """Drop the query service's expired state: full rate-limit buckets and answers past their lifetime."""
+    from services.api.cache import AnswerCache
+    from services.api.ratelimit import prune
+
+    with app.db.connection() as conn:
+        buckets = prune(conn)
+        answers = AnswerCache(app.db, app.settings.query.answer_cache_ttl).prune(conn)
+    log.info("housekeeping_done", rate_limit_buckets=buckets, expired_answers=answers)
 
 
 def reconcile_site(app: App, name: str, *, dry_run: bool, as_json: bool) -> Plan:

@@ -32,3 +32,11 @@ def cmd_search(app: App, args: argparse.Namespace) -> int:
         where = " > ".join(h.heading_path) or h.title
         print(f"[{i}] {h.title} — {where}  (score {h.score:.4f})\n    {h.link}\n    {h.snippet()}\n")
     return 0
+
+
+def cmd_api(app: App, args: argparse.Namespace) -> int:
+    """Serve the query API and the chat widget with Werkzeug (`gunicorn services.api.wsgi:app` in production)."""
+    from services.api.app import serve
+
+    serve(app, host=args.host, port=args.port)
+    return 0
