@@ -51,6 +51,10 @@ def text_field(body: Mapping[str, Any], name: str, limit: int) -> str:
         raise BadRequest(f"'{name}' must be a non-empty string")
     if "\x00" in value:
         raise BadRequest(f"'{name}' must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # JSON can carry lone surrogates ("\ud800") that no database or model accepts
+        raise BadRequest(f"'{name}' must be valid Unicode text (it holds an unpaired surrogate)") from None
     if len(value) > limit:
         raise BadRequest(f"'{name}' is {len(value)} characters; the limit is {limit}", 413)
     return value.strip()
@@ -109,8 +113,17 @@ def _conversation(raw: Any, q: QuerySettings) -> list[Turn]:
                                                                                                    "assistant"):
             raise BadRequest(f"'conversation[{i}]' must be {{\"role\": \"user\"|\"assistant\", \"content\": \"…\"}}")
         content = item["content"]
-        if not isinstance(content, str) or len(content) > 4 * q.max_question_chars or "\x00" in content:
+        if (not isinstance(content, str) or len(content) > 4 * q.max_question_chars or "\x00" in content
+                or not _encodable(content)):
             raise BadRequest(f"'conversation[{i}].content' must be a string of at most "
                              f"{4 * q.max_question_chars} characters")
         turns.append(Turn(item["role"], content))
     return turns
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

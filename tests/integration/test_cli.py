@@ -108,3 +108,25 @@ def test_the_demo_indexes_the_sample_site_and_answers_with_a_deep_link(tmp_path)
     assert "20 documents indexed" in r.stdout
     assert "0 failed" in r.stdout
     assert "/tutorial/controlflow/#default-argument-values" in r.stdout
+
+
+def test_ask_answers_with_citations_as_text_json_and_a_stream(files_env):
+    assert run("index", "docs", "kettle.html", env=files_env).returncode == 0
+    r = run("ask", "How", "often", "should", "I", "descale", "the", "kettle?", env=files_env)
+    assert r.returncode == 0, r.stderr
+    assert "[1]" in r.stdout and "https://example.org/kettle.html#descaling" in r.stdout
+    r = run("ask", "How often should I descale the kettle?", "--json", env=files_env)
+    body = json.loads(r.stdout)
+    assert body["citations"][0]["url"] == "https://example.org/kettle.html#descaling" and not body["refused"]
+    r = run("ask", "How often should I descale the kettle?", "--stream", "--site", "docs", env=files_env)
+    assert r.returncode == 0 and "vinegar" in r.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("ask", "  "), "ask needs a question"),
+    (("ask", "x" * 1001), "the limit is 1000"),
+    (("ask", "kettle", "--site", "nope"), "unknown site 'nope'"),
+])
+def test_ask_refuses_bad_input_with_exit_1_and_a_clear_message(files_env, args, message):
+    r = run(*args, env=files_env)
+    assert r.returncode == 1 and message in r.stderr
