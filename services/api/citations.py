@@ -35,14 +35,21 @@ class Citation:
     title: str
     url: str
     snippet: str
+    section: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "title": self.title, "url": self.url, "snippet": self.snippet}
+        return {"n": self.n, "title": self.title, "section": self.section, "url": self.url, "snippet": self.snippet}
 
 
 def citations_for(hits: list[Hit]) -> list[Citation]:
     """The retrieved passages as numbered citations: [1] is the first hit."""
-    return [Citation(n, h.title or h.url, h.link, h.snippet()) for n, h in enumerate(hits, 1)]
+    return [Citation(n, h.title or h.url, h.link, h.snippet(), _section(h)) for n, h in enumerate(hits, 1)]
+
+
+def _section(hit: Hit) -> str:
+    """The passage's own heading (the page title is `title`), so two sections of one page read apart."""
+    path = [x for x in hit.heading_path if x and x != hit.title]
+    return path[-1] if path else ""
 
 
 def allowed_urls(hits: list[Hit]) -> set[str]:

@@ -54,7 +54,8 @@ SCHEMAS: dict[str, Any] = {
         "filters": _ref("Filters"),
         "conversation": {"type": "array", "items": _ref("Turn"), "maxItems": 20}}},
     "Citation": {"type": "object", "required": ["n", "title", "url", "snippet"], "properties": {
-        "n": {"type": "integer", "minimum": 1}, "title": STRING, "url": STRING, "snippet": STRING}},
+        "n": {"type": "integer", "minimum": 1}, "title": STRING, "url": STRING, "snippet": STRING,
+        "section": {"type": "string", "description": "the passage's heading within the page"}}},
     "Answer": {"type": "object", "required": ["answer", "citations", "mode", "refused", "cached"], "properties": {
         "answer": {"type": "string", "description": "text with inline markers [n] naming citations"},
         "citations": {"type": "array", "items": _ref("Citation")},

@@ -138,7 +138,7 @@
   function renderSources(node, citations) {
     if (!citations.length) return node.replaceChildren();
     const list = el("ol", { class: "cmsrag-source-list" }, citations.map((c) => el("li", { value: String(c.n) }, [
-      link(c.url, c.title || c.url, "cmsrag-source"),
+      link(c.url, (c.section ? `${c.title} — ${c.section}` : c.title) || c.url, "cmsrag-source"),
       c.snippet ? el("p", { class: "cmsrag-snippet", text: c.snippet }) : null,
     ])));
     node.replaceChildren(el("h3", { class: "cmsrag-sources-title", text: "Sources" }), list);
