@@ -14,6 +14,16 @@ from typing import Any
 import structlog
 
 
+class _CurrentStderr:
+    """Whatever `sys.stderr` is at the moment of writing (test runners and daemons swap it), not at configure()."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(level: str = "INFO", fmt: str = "console") -> None:
     """Set up structlog once per process; JSON for production, aligned key=value for a terminal."""
     renderer: Any = (structlog.processors.JSONRenderer() if fmt == "json"
@@ -27,7 +37,7 @@ def configure(level: str = "INFO", fmt: str = "console") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     # Libraries log through the stdlib; keep their noise at WARNING unless we are debugging.
