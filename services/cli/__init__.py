@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     from services.cli import keys
 
     keys.add_arguments(cmd("keys", keys.cmd_keys, "create, list and revoke API keys for the query API"))
+    from services.cli import evaluate
+
+    evaluate.add_arguments(cmd("eval", evaluate.cmd_eval, "measure retrieval and answer quality on a question set"))
     return p
 
 
