@@ -14,6 +14,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 LLMS = ("extractive", "anthropic", "openai", "openai-compatible")
+# The relevance floor is a cosine similarity, so it belongs to the embedding model: all-MiniLM-L6-v2's was tuned
+# with `cmsrag eval` on the development set (docs/benchmarks.md); OpenAI's text-embedding-3 models score lower
+# across the board (not measured here: tune with `cmsrag eval`); the fake embedder's scale is its own.
+DEFAULT_MIN_SIMILARITY = {"local": 0.45, "openai": 0.3, "openai-compatible": 0.3, "fake": 0.2}
 DEFAULT_LLM_MODELS = {
     "extractive": "extractive-v1",
     "anthropic": "claude-sonnet-4-6",
@@ -63,7 +67,7 @@ class QuerySettings:
     key_rate: Rate = Rate(120, 30)
     answer_cache_ttl: int = 86_400
     ask_passages: int = 6
-    min_similarity: float = 0.35
+    min_similarity: float = 0.45
     max_question_chars: int = 1_000
     max_query_chars: int = 2_000
     max_body_bytes: int = 64 * 1024
@@ -71,7 +75,8 @@ class QuerySettings:
     trust_proxy_hops: int = 0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], problems: list[str], site_urls: list[str]) -> QuerySettings:
+    def from_env(cls, env: Mapping[str, str], problems: list[str], site_urls: list[str],
+                 embedder: str = "local") -> QuerySettings:
         """Parse `CMSRAG_LLM*`, `CMSRAG_API_*`, `ANTHROPIC_*`; append problems instead of raising."""
 
         def get(name: str, parse: Callable[[str], Any], default: Any, check: Callable[[Any], bool] = bool) -> Any:
@@ -127,7 +132,8 @@ class QuerySettings:
             key_rate=get("CMSRAG_RATE_KEY", Rate.parse, Rate(120, 30)),
             answer_cache_ttl=get("CMSRAG_ANSWER_CACHE_TTL", int, 86_400, lambda v: v >= 0),
             ask_passages=get("CMSRAG_ASK_PASSAGES", int, 6, lambda v: 1 <= v <= 20),
-            min_similarity=get("CMSRAG_MIN_SIMILARITY", float, 0.35, lambda v: -1 <= v <= 1),
+            min_similarity=get("CMSRAG_MIN_SIMILARITY", float, DEFAULT_MIN_SIMILARITY.get(embedder, 0.3),
+                               lambda v: -1 <= v <= 1),
             max_question_chars=get("CMSRAG_MAX_QUESTION_CHARS", int, 1_000, lambda v: 10 <= v <= 20_000),
             trust_proxy_hops=get("CMSRAG_TRUST_PROXY_HOPS", int, 0, lambda v: 0 <= v <= 5),
         )

@@ -160,7 +160,7 @@ class Settings:
             max_backoff_ms=max_backoff,
             log_level=log_level,
             log_format=get("CMSRAG_LOG_FORMAT", str, "console", one_of("console", "json")),
-            query=QuerySettings.from_env(env, problems, [s.url for s in sites if s.url]),
+            query=QuerySettings.from_env(env, problems, [s.url for s in sites if s.url], embedder),
         )
         if problems:
             raise ConfigError(problems)

@@ -127,7 +127,8 @@ def make_settings(pg_url: str, tmp_path: Path) -> Callable[..., Settings]:
             database_url=pg_url, data_dir=tmp_path / ".cmsrag", embedder="fake", embed_model="fake-384",
             queue_prefix=f"t{uuid.uuid4().hex[:10]}", min_backoff_ms=10, max_backoff_ms=50, max_retries=2,
             worker_threads=2, http_retries=0, http_timeout=2.0,
-            query=QuerySettings(public_rate=Rate(100_000, 10_000)),  # limits are tested where they are the point
+            # limits are tested where they are the point; the fake embedder's similarity scale is its own
+            query=QuerySettings(public_rate=Rate(100_000, 10_000), min_similarity=0.2),
         )
         return dataclasses.replace(base, **overrides)
 

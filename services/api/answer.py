@@ -23,7 +23,7 @@ from services.api.citations import StreamFilter, allowed_urls, citations_for, ci
 from services.api.filters import Filters
 from services.api.llm import ExtractiveModel, LanguageModel, Turn, Usage, cost_usd
 from services.api.prompt import NO_ANSWER, build_prompt
-from services.api.search import Hit, search
+from services.api.search import Hit, search, searchable_chunks, unknown_terms
 from shared.db import Database
 from shared.embedders import Embedder
 from shared.errors import LanguageModelError
@@ -32,6 +32,8 @@ from shared.settings import Settings
 
 log = get_logger(__name__)
 Event = tuple[str, dict[str, Any]]
+CONFIDENT_SIMILARITY = 0.6  # above this, a passage is trusted even if the question has words the site lacks
+LARGE_CORPUS = 1_000  # chunks; in a smaller site a missing everyday word ("often") means nothing
 
 
 @dataclass(frozen=True)
@@ -49,13 +51,24 @@ class Asker:
         self.fallback: LanguageModel | None = None if model.provider == "extractive" else ExtractiveModel()
 
     def retrieve(self, req: AskRequest) -> list[Hit]:
-        """Passages for the question; a follow-up is searched together with the previous question."""
+        """Passages for the question; a follow-up is searched together with the previous question.
+
+        None when the question names a term the site never mentions and no passage is a confident match: the
+        passages found are then about something else that sounds alike, and answering from them misleads.
+        """
         earlier = [t.content for t in req.conversation if t.role == "user"][-1:]
         query = " ".join([*earlier, req.question])
         [vector] = self.embedder.embed([query])
         with self.db.connection() as conn:
-            return search(conn, vector, query, k=self.settings.query.ask_passages, filters=req.filters,
+            hits = search(conn, vector, query, k=self.settings.query.ask_passages, filters=req.filters,
                           vector_type=self.vector_type, min_similarity=self.settings.query.min_similarity)
+            if hits and max(h.similarity for h in hits) < CONFIDENT_SIMILARITY and \
+                    searchable_chunks(conn, req.filters) >= LARGE_CORPUS:
+                missing = unknown_terms(conn, req.question, filters=req.filters)
+                if missing:
+                    log.info("question_off_site", terms=missing, best_similarity=round(hits[0].similarity, 3))
+                    return []
+        return hits
 
     def events(self, req: AskRequest) -> Iterator[Event]:
         started = time.perf_counter()

@@ -1,8 +1,11 @@
 """Hybrid retrieval: pgvector HNSW (cosine) and Postgres full text, fused with Reciprocal Rank Fusion.
 
-Each side returns its top `candidates` chunks of indexed documents; RRF (score = Σ 1/(k + rank)) merges them
-without having to calibrate cosine distances against ts_rank. `hnsw.iterative_scan` keeps filtered vector
-queries returning enough rows when a filter (site, type) removes most of the nearest neighbours.
+Each side returns its top `candidates` chunks of indexed documents; RRF (score = Σ w/(k + rank)) merges them
+without having to calibrate cosine distances against ts_rank. The full-text side matches *any* of the
+question's words (a visitor's question rarely has all its words on the answering page; `websearch_to_tsquery`'s
+AND found nothing for 34 of 50 development questions) and ranks by cover density, weighted `TEXT_WEIGHT`.
+`hnsw.iterative_scan` keeps filtered vector queries returning enough rows when a filter (site, type) removes most
+of the nearest neighbours.
 """
 
 from __future__ import annotations
@@ -16,7 +19,11 @@ import psycopg
 from services.api.filters import Filters
 
 RRF_K = 60
-TEXT_MATCH_ALLOWANCE = 0.15
+TEXT_MATCH_ALLOWANCE = 0.16
+# How much a full-text rank counts against a vector rank in the fusion. Full text alone is much weaker on
+# visitors' natural-language questions (see docs/benchmarks.md, eval), so it breaks ties and adds exact-term
+# matches rather than outvoting the vector side.
+TEXT_WEIGHT = 0.1
 SEARCH_SQL = """
 WITH vec AS (
     SELECT id, row_number() OVER () AS rank FROM (
@@ -26,12 +33,14 @@ WITH vec AS (
 ), fts AS (
     SELECT id, row_number() OVER (ORDER BY r DESC, id) AS rank FROM (
         SELECT c.id, ts_rank_cd(c.tsv, q, 32) AS r
-        FROM chunks c JOIN documents d ON d.id = c.document_id, websearch_to_tsquery(%(tsconfig)s::regconfig, %(q)s) q
+        FROM chunks c JOIN documents d ON d.id = c.document_id,
+             CAST(replace(plainto_tsquery(%(tsconfig)s::regconfig, %(q)s)::text, ' & ', ' | ') AS tsquery) q
         WHERE c.tsv @@ q AND d.status = 'indexed' AND d.audience = %(audience)s AND FILTER
         ORDER BY r DESC LIMIT %(n)s) f
 )
 SELECT c.id, d.site, d.source_id, d.title, d.url, c.anchor, c.heading_path, c.text, c.content_hash,
        1 - (c.embedding <=> %(qv)s::VTYPE) AS similarity, vec.rank AS vector_rank, fts.rank AS text_rank,
+       c.tsv @@ websearch_to_tsquery(%(tsconfig)s::regconfig, %(q)s) AS all_terms,
        coalesce(%(wv)s / (%(k)s + vec.rank), 0) + coalesce(%(wt)s / (%(k)s + fts.rank), 0) AS score
 FROM vec FULL OUTER JOIN fts USING (id)
 JOIN chunks c ON c.id = coalesce(vec.id, fts.id) JOIN documents d ON d.id = c.document_id
@@ -56,6 +65,7 @@ class Hit:
     vector_rank: int | None
     text_rank: int | None
     score: float
+    all_terms: bool = False  # the passage holds every word of the query
 
     @property
     def link(self) -> str:
@@ -89,7 +99,7 @@ def search(conn: psycopg.Connection[Any], query_vector: Any, query: str, *, k: i
     params = {"qv": np.asarray(query_vector, dtype=np.float32), "q": query, "audience": audience,
               "tsconfig": filters.text_config, "n": max(candidates, k), "k": RRF_K,
               "limit": k if min_similarity is None else max(candidates, k),
-              "wv": 0.0 if mode == "fulltext" else 1.0, "wt": 0.0 if mode == "vector" else 1.0, **fparams}
+              "wv": 0.0 if mode == "fulltext" else 1.0, "wt": 0.0 if mode == "vector" else TEXT_WEIGHT, **fparams}
     with conn.transaction():
         conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
         conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
@@ -97,7 +107,7 @@ def search(conn: psycopg.Connection[Any], query_vector: Any, query: str, *, k: i
         rows = conn.execute(sql.replace("FILTER", condition).encode(), params, prepare=False).fetchall()
     hits = [Hit(chunk_id=r[0], site=r[1], source_id=r[2], title=r[3] or "", url=r[4] or "", anchor=r[5],
                 heading_path=list(r[6]), text=r[7], content_hash=r[8], similarity=float(r[9]), vector_rank=r[10],
-                text_rank=r[11], score=float(r[12])) for r in rows]
+                text_rank=r[11], all_terms=bool(r[12]), score=float(r[13])) for r in rows]
     hits = [h for h in hits if h.score > 0]
     if min_similarity is not None:
         hits = [h for h in hits if is_relevant(h, min_similarity)]
@@ -105,16 +115,50 @@ def search(conn: psycopg.Connection[Any], query_vector: Any, query: str, *, k: i
 
 
 def is_relevant(hit: Hit, min_similarity: float) -> bool:
-    """A passage counts when it is semantically close, or matched the words and is at least loosely close.
+    """A passage counts when it is semantically close, or holds every word of the query and is loosely close.
 
-    Cosine similarity is the only calibrated signal here (RRF scores are ranks); a full-text match lowers
-    the bar, because exact terms (an API name, an error message) are strong evidence the model may miss.
+    Cosine similarity is the only calibrated signal here (RRF scores are ranks); holding all the query's words
+    lowers the bar, because exact terms (an API name, an option like `-O`) are strong evidence the small
+    embedding model may miss. Matching *some* words is not: nearly every passage shares a word with a question.
     """
     if hit.similarity >= min_similarity:
         return True
-    return hit.text_rank is not None and hit.similarity >= min_similarity - TEXT_MATCH_ALLOWANCE
+    return hit.all_terms and hit.similarity >= min_similarity - TEXT_MATCH_ALLOWANCE
 
 
 def replace_sites(filters: Filters, site: str) -> Filters:
     """`filters` restricted to one site (the CLI's and tests' `site=` shorthand)."""
     return replace(filters, sites=(site,) if filters.sites is None or site in filters.sites else ())
+
+
+UNKNOWN_TERMS_SQL = """
+SELECT t.lexeme FROM unnest(to_tsvector(%(tsconfig)s::regconfig, %(q)s)) AS t(lexeme)
+WHERE t.lexeme ~ '^[[:alpha:]]{4,}$' AND NOT EXISTS (
+    SELECT 1 FROM chunks c JOIN documents d ON d.id = c.document_id
+    WHERE c.tsv @@ t.lexeme::tsquery AND d.status = 'indexed' AND d.audience = %(audience)s AND FILTER)
+"""
+
+
+def unknown_terms(conn: psycopg.Connection[Any], query: str, *, filters: Filters | None = None,
+                  audience: str = "public") -> list[str]:
+    """The query's words (stemmed, alphabetic, 4+ letters) that appear nowhere in the searchable passages.
+
+    A question about something the site never mentions ("… with matplotlib" on the Python docs) still finds
+    passages that are close in general terms; naming a term the site lacks is the stronger signal.
+    """
+    filters = filters or Filters()
+    condition, fparams = filters.sql()
+    rows = conn.execute(UNKNOWN_TERMS_SQL.replace("FILTER", condition).encode(),
+                        {"q": query, "tsconfig": filters.text_config, "audience": audience, **fparams},
+                        prepare=False).fetchall()
+    return [r[0] for r in rows]
+
+
+def searchable_chunks(conn: psycopg.Connection[Any], filters: Filters | None = None,
+                      audience: str = "public") -> int:
+    """How many passages `filters` leaves searchable (from the documents' chunk counts: no chunk scan)."""
+    condition, fparams = (filters or Filters()).sql()
+    row = conn.execute(("SELECT coalesce(sum(chunk_count), 0) FROM documents d WHERE d.status = 'indexed' "
+                        "AND d.audience = %(audience)s AND " + condition).encode(),
+                       {"audience": audience, **fparams}, prepare=False).fetchone()
+    return int(row[0]) if row else 0

@@ -29,7 +29,7 @@ def make_client(make_settings, db, site_dir, tmp_path):
     def make(**query):
         base = make_settings()
         sites = (*base.sites, SiteConfig(name="blog", kind="files", path=blog_dir, url="https://blog.example.org/"))
-        q = QuerySettings(**{"public_rate": Rate(100_000, 10_000), **query})
+        q = QuerySettings(**{"public_rate": Rate(100_000, 10_000), "min_similarity": 0.2, **query})
         app = App(dataclasses.replace(base, sites=sites, query=q))
         apps.append(app)
         pipeline = Pipeline(app.settings, app.db, app.embedder)

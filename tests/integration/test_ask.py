@@ -43,7 +43,8 @@ def cms(make_settings, db, site_dir):
     apps = []
 
     def build(**query):
-        app = App(make_settings(query=QuerySettings(**{"public_rate": Rate(100_000, 10_000), **query})))
+        defaults = {"public_rate": Rate(100_000, 10_000), "min_similarity": 0.2}
+        app = App(make_settings(query=QuerySettings(**{**defaults, **query})))
         apps.append(app)
         return app
 
@@ -240,3 +241,18 @@ def test_index_health_reports_documents_freshness_and_drift(client, cms, site_di
     write(site_dir, "new.html", page("New page", {"intro": "A brand new page about teapots. " * 5}))
     checked = client.get("/v1/index/health?check=cms").get_json()
     assert checked["sites"][0]["drift"]["missing_from_index"] == 1 and checked["status"] == "degraded"
+
+
+def test_a_question_naming_a_term_the_site_never_mentions_is_refused_in_a_large_site(client, monkeypatch):
+    import services.api.answer as answer
+
+    monkeypatch.setattr(answer, "LARGE_CORPUS", 1)  # the test site is one page; the rule needs a large one
+    body = client.post("/v1/ask", json={"question": "descale the kettle with matplotlib"}).get_json()
+    assert body["refused"] and body["citations"] == []
+    body = client.post("/v1/ask", json={"question": "descale the kettle when it hums"}).get_json()
+    assert not body["refused"] and body["citations"]
+
+
+def test_a_term_the_site_lacks_does_not_refuse_a_small_site(client):
+    body = client.post("/v1/ask", json={"question": "descale the kettle with matplotlib"}).get_json()
+    assert not body["refused"]
