@@ -45,11 +45,13 @@ fmt: setup ## fix what ruff can fix
 typecheck: setup ## mypy only
 	$(BIN)/mypy shared services tests bench
 
-bench: setup services ## benchmarks (~10 min): each prints its figures beside a baseline from the same run
+bench: setup services ## benchmarks (~30 min): each prints its figures beside a baseline from the same run
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.freshness --edits 50
 	$(BIN)/python -m bench.receiver
 	$(BIN)/python -m bench.backfill_wp --posts 1000
+	$(BIN)/python -m bench.ask
+	$(BIN)/python -m bench.search
 
 bench-full: bench ## also the Python docs corpus (~372 pages, ~20 min with the local model)
 	$(BIN)/python -m bench.ingest --pydocs 0 --skip openai,edit
