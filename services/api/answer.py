@@ -24,6 +24,7 @@ from services.api.filters import Filters
 from services.api.llm import ExtractiveModel, LanguageModel, Turn, Usage, cost_usd
 from services.api.prompt import NO_ANSWER, build_prompt
 from services.api.search import Hit, search, searchable_chunks, unknown_terms
+from shared import metrics
 from shared.db import Database
 from shared.embedders import Embedder
 from shared.errors import LanguageModelError
@@ -71,6 +72,12 @@ class Asker:
         return hits
 
     def events(self, req: AskRequest) -> Iterator[Event]:
+        for event, data in self._events(req):
+            if event == "done":
+                metrics.answer_done(data)
+            yield event, data
+
+    def _events(self, req: AskRequest) -> Iterator[Event]:
         started = time.perf_counter()
         hits = self.retrieve(req)
         retrieval_ms = round((time.perf_counter() - started) * 1000, 1)
@@ -84,6 +91,8 @@ class Asker:
             return
         key = cache_key(req.question, req.filters, f"{self.model.provider}:{self.model.model}", hits)
         cached = None if req.conversation else self.cache.get(key)
+        if not req.conversation and self.cache.enabled:
+            metrics.answer_cache(hit=cached is not None)
         if cached is not None:
             yield "token", {"text": cached["answer"]}
             cached.update(cached=True, usage={"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0})

@@ -23,6 +23,7 @@ from services.api.context import Services
 from services.api.llm import make_language_model
 from services.api.openapi import openapi_document
 from services.api.validate import BadRequest
+from shared import metrics
 from shared.errors import AccessDenied, LanguageModelError, RateLimited, TransientError
 from shared.logs import get_logger
 
@@ -37,6 +38,7 @@ def create_app(ctx: App) -> Flask:
     q = ctx.settings.query
     app = Flask("cmsrag.api", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = q.max_body_bytes
+    metrics.instrument(app, "api")  # GET /metrics, outside the /v1/ hooks: no key, no rate limit
     vector_type = ctx.check_index()
     access = Access(q, ctx.db)
     asker = Asker(ctx.settings, ctx.db, ctx.embedder, make_language_model(q), AnswerCache(ctx.db, q.answer_cache_ttl),
@@ -121,6 +123,7 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(RateLimited)
     def limited(exc: RateLimited) -> Any:
+        metrics.rate_limited(exc.bucket)
         retry = max(1, round(exc.retry_after + 0.49))
         return jsonify(error=str(exc), retry_after=retry), 429, {"Retry-After": str(retry)}
 

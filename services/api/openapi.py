@@ -111,6 +111,10 @@ def openapi_document() -> dict[str, Any]:
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _json(_ref("Status"))}}},
             "/readyz": {"get": {"summary": "Readiness (database reachable)",
                                 "responses": {"200": _json(_ref("Status")), "503": _json(_ref("Status"))}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics (text exposition format; no key, no rate limit: "
+                                            "keep it off the public internet, see docs/metrics.md)",
+                                 "responses": {"200": {"description": "metrics",
+                                                       "content": {"text/plain": {"schema": STRING}}}}}},
             "/openapi.json": {"get": {"summary": "This document",
                                       "responses": {"200": _json({"type": "object"})}}},
             "/": {"get": {"summary": "The chat page", "parameters": [{"name": "site", "in": "query",

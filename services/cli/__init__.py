@@ -37,6 +37,12 @@ def _positive(value: str) -> int:
     return int(value)
 
 
+def _port(value: str) -> int:
+    if not value.isdigit() or int(value) > 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number (0..65535)")
+    return int(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from services.cli import admin, ask, demo, indexing, query
 
@@ -53,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="drop all vectors when the embedding model changed (then backfill every site)")
     w = cmd("worker", indexing.cmd_worker, "run the embedding workers (needs RABBITMQ_URL)")
     w.add_argument("--threads", type=_positive, help="worker threads (default CMSRAG_WORKER_THREADS)")
+    w.add_argument("--metrics-port", type=_port, metavar="PORT",
+                   help="serve Prometheus /metrics on this port, 0 for none (default CMSRAG_METRICS_PORT, 9191)")
     i = cmd("index", indexing.cmd_index, "queue one document for (re)indexing")
     i.add_argument("site")
     i.add_argument("doc_id")

@@ -220,12 +220,37 @@ def cmd_worker(app: App, args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     threads = args.threads or app.settings.worker_threads
-    with in_process_worker(app, threads):
-        log.info("worker_started", threads=threads, queues=sorted(app.broker.get_declared_queues()))
+    port = app.settings.metrics_port if args.metrics_port is None else args.metrics_port
+    with metrics_server(app, port), in_process_worker(app, threads):
+        log.info("worker_started", threads=threads, queues=sorted(app.broker.get_declared_queues()),
+                 metrics_port=port or None)
         stop.wait()
         log.info("worker_stopping", detail="finishing in-flight messages; unfinished ones are requeued")
     log.info("worker_stopped")
     return 0
+
+
+@contextmanager
+def metrics_server(app: App, port: int) -> Iterator[None]:
+    """The worker's /metrics on `port` (none for 0): its own counters plus the backlog read at scrape time."""
+    if not port:
+        yield
+        return
+    from services.embedder.backlog import Backlog
+    from shared import metrics
+
+    backlog = Backlog(app.settings, app.db)
+    try:
+        server = metrics.serve(port, [backlog])
+    except OSError as exc:
+        raise CmsragError(f"cannot serve metrics on port {port}: {exc.strerror or exc}; choose another with "
+                          "--metrics-port or CMSRAG_METRICS_PORT (0 turns the metrics port off)") from exc
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        backlog.close()
 
 
 def cmd_receiver(app: App, args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from dramatiq.middleware import Retries
 from services.embedder import jobs
 from services.embedder.broker import queue_names
 from services.embedder.pipeline import Pipeline
-from shared import logs
+from shared import logs, metrics
 from shared.db import Database
 from shared.errors import PermanentError, TransientError
 from shared.models import DocRef
@@ -60,7 +60,8 @@ class Runtime:
 
 
 class Bookkeeping(dramatiq.Middleware):
-    """Binds ids to log lines, clears `pending` on success and writes a failure row when the queue gives up.
+    """Binds ids to log lines, clears `pending` on success, writes a failure row when the queue gives up, and
+    counts each message's outcome (succeeded, retried, failed = given up, skipped).
 
     Registered *before* `Retries` because dramatiq runs `after_*` hooks in reverse order: we must see the
     `message.failed` flag that `Retries` sets.
@@ -80,6 +81,8 @@ class Bookkeeping(dramatiq.Middleware):
     def after_process_message(self, broker: dramatiq.Broker, message: MessageProxy, *,
                               result: Any = None, exception: BaseException | None = None) -> None:
         started = self._started.pop(message.message_id, None)
+        metrics.message(message.actor_name, "succeeded" if exception is None else
+                        "failed" if message.failed else "retried")
         try:
             if started is None or message.actor_name not in (SYNC_DOCUMENT, SYNC_BATCH):
                 return
@@ -105,6 +108,7 @@ class Bookkeeping(dramatiq.Middleware):
 
     def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         self._started.pop(message.message_id, None)
+        metrics.message(message.actor_name, "skipped")
         logs.clear()
 
 

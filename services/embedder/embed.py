@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
+from shared import metrics
 from shared.embedders import Embedder
 from shared.errors import PermanentError
 from shared.models import Chunk
@@ -73,5 +74,7 @@ def embed_chunks(conn: psycopg.Connection[Any], embedder: Embedder,
         store_vectors(conn, model_id, fresh)
         found.update(fresh)
     stats = EmbedStats(embedded=len(missing), reused=len(chunks) - len(missing), new_hashes=frozenset(missing))
+    tokens = {c.content_hash: c.token_count for c in chunks}
+    metrics.embedded(model_id, embedded=stats.embedded, reused=stats.reused, tokens=sum(tokens[h] for h in missing))
     vectors_by_hash = {h: as_array(v) for h, v in found.items()}
     return [dataclasses.replace(c, embedding=vectors_by_hash[c.content_hash]) for c in chunks], stats

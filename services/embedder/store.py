@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
+from shared import metrics
 from shared.models import Chunk, SourceDocument
 
 TS_CONFIGS = {"en": "english", "de": "german", "fr": "french", "es": "spanish", "it": "italian",
@@ -94,10 +95,11 @@ def upsert_document(conn: psycopg.Connection[Any], doc: SourceDocument, chunks: 
         ).fetchone()
         assert row is not None
         doc_id = row[0]
-        conn.execute("DELETE FROM chunks WHERE document_id = %s", (doc_id,))
+        removed = conn.execute("DELETE FROM chunks WHERE document_id = %s", (doc_id,)).rowcount
         if chunks:
             _copy_chunks(conn, doc_id, doc, chunks)
-        return status
+    metrics.chunks_replaced(doc.site, indexed=len(chunks), removed=removed)  # once committed
+    return status
 
 
 def _copy_chunks(conn: psycopg.Connection[Any], doc_id: int, doc: SourceDocument, chunks: list[Chunk]) -> None:
@@ -138,8 +140,9 @@ def remove_document(conn: psycopg.Connection[Any], site: str, source_id: str, *,
                 "INSERT INTO documents (site, source_id, status, fetched_at, removed_reason) "
                 "VALUES (%s, %s, 'removed', %s, %s)", (site, source_id, fetched_at, reason))
             return "absent"
-        conn.execute("DELETE FROM chunks WHERE document_id = %s", (state.id,))
+        removed = conn.execute("DELETE FROM chunks WHERE document_id = %s", (state.id,)).rowcount
         conn.execute(
             "UPDATE documents SET status = 'removed', chunk_count = 0, checksum = NULL, fetched_at = %s, "
             "removed_reason = %s, indexed_at = now() WHERE id = %s", (fetched_at, reason, state.id))
-        return "absent" if state.status == "removed" else "removed"
+    metrics.chunks_replaced(site, indexed=0, removed=removed)  # once committed
+    return "absent" if state.status == "removed" else "removed"

@@ -12,12 +12,13 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, jsonify, request
+from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from services.embedder import jobs
 from services.embedder.queue import IndexQueue
 from services.ingest.events import InvalidEvent, parse_event
+from shared import metrics
 from shared.db import Database
 from shared.logs import get_logger
 from shared.settings import Settings
@@ -34,6 +35,7 @@ def create_app(settings: Settings, db: Database, queue: Callable[[], IndexQueue]
     is down (for /readyz)."""
     app = Flask("cmsrag.ingest")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    metrics.instrument(app, "receiver")
     sites = {s.name: s for s in settings.sites}
 
     def error(status: int, message: str, **extra: Any) -> Any:
@@ -48,6 +50,14 @@ def create_app(settings: Settings, db: Database, queue: Callable[[], IndexQueue]
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
         return jsonify(error=exc.description or exc.name), exc.code or 500
+
+    @app.after_request
+    def count_webhook(response: Any) -> Any:
+        # One count per delivery, whichever way it was answered (a 413 never reaches the view's own returns).
+        # Site and event are labels only once known to be real: a configured site, a validated event.
+        if request.endpoint == "webhook":
+            metrics.webhook(g.get("site", "unknown"), g.get("event", "unknown"), response.status_code)
+        return response
 
     @app.get("/healthz")
     def healthz() -> Any:
@@ -69,6 +79,7 @@ def create_app(settings: Settings, db: Database, queue: Callable[[], IndexQueue]
         site = sites.get(site_name)
         if kind not in ("wordpress", "wagtail") or site is None or site.kind != kind:
             return error(404, f"no {kind} site named {site_name!r} is configured", site=site_name)
+        g.site = site_name
         if not request.is_json:
             return error(415, "send JSON with Content-Type: application/json", site=site_name)
         raw = request.get_data(cache=True)
@@ -84,6 +95,7 @@ def create_app(settings: Settings, db: Database, queue: Callable[[], IndexQueue]
             event = parse_event(kind, site_name, body)
         except InvalidEvent as exc:
             return error(422, str(exc), site=site_name, webhook_id=webhook_id)
+        g.event = event.event
         try:
             with db.connection() as conn, conn.transaction():
                 fresh = conn.execute(
