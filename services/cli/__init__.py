@@ -44,7 +44,7 @@ def _port(value: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from services.cli import admin, ask, demo, indexing, query
+    from services.cli import admin, ask, demo, evaluate, indexing, keys, query
 
     p = argparse.ArgumentParser(prog="cmsrag", description="Chat with a website's own content.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -113,11 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--host", default="127.0.0.1")
     d.add_argument("--port", type=_positive, default=8000)
     d.add_argument("--timeout", type=float, default=900.0)
-    from services.cli import keys
-
     keys.add_arguments(cmd("keys", keys.cmd_keys, "create, list and revoke API keys for the query API"))
-    from services.cli import evaluate
-
     evaluate.add_arguments(cmd("eval", evaluate.cmd_eval, "measure retrieval and answer quality on a question set"))
     return p
 
