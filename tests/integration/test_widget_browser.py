@@ -38,7 +38,7 @@ try:
     from selenium.webdriver.remote.webdriver import WebDriver
     from selenium.webdriver.support.ui import WebDriverWait
 except ImportError:  # the `browser` fixture reports it: a skip locally, a failure in CI
-    webdriver = None
+    webdriver = None  # type: ignore[assignment]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -157,7 +157,7 @@ def wait_for(driver: WebDriver, what: str, condition: Callable[[WebDriver], Any]
     try:
         return WebDriverWait(driver, WAIT, poll_frequency=0.05).until(condition)
     except TimeoutException:
-        logs = [entry["message"] for entry in driver.get_log("browser")]
+        logs = [entry["message"] for entry in driver.get_log("browser")]  # type: ignore[attr-defined]
         pytest.fail(f"timed out after {WAIT} s waiting for {what}; browser console: {logs}")
 
 
