@@ -14,23 +14,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
-import subprocess
-import sys
 import time
 
 import openai
 import requests
 
-from bench.common import drop_database, fresh_database, machine, sample_site
+from bench.common import drop_database, fresh_database, gunicorn, machine, sample_site
 from services.cli.app import App
 from services.embedder.pipeline import Pipeline
 from shared import logs
 from shared.models import DocRef
 from shared.settings import PROJECT_ROOT, Settings
 from shared.sources import make_source
-from tests.cms.wagtail import free_port
 from tests.fakes.openai_server import FakeOpenAIServer
 
 QUESTIONS = PROJECT_ROOT.parent / "shared" / "eval" / "py-questions.jsonl"
@@ -88,7 +84,6 @@ def main() -> int:
                                         "url": "https://python-tutorial.example/"}]),
            "CMSRAG_RATE_PUBLIC": "1000000/min,burst=100000", "HF_HUB_OFFLINE": "1"}
     env.pop("RABBITMQ_URL", None)
-    server = None
     with FakeOpenAIServer(answer=lambda _m: ANSWER) as llm:
         env.update(CMSRAG_LLM="openai-compatible", CMSRAG_LLM_BASE_URL=llm.base_url, CMSRAG_LLM_MODEL="fake-chat")
         try:
@@ -104,40 +99,26 @@ def main() -> int:
             print(f"indexed the sample site with the local model: {len(ids)} documents in "
                   f"{time.perf_counter() - t0:.0f} s")
             app.close()
-            port = free_port()
-            server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "1", "--threads", "4", "-b",
-                                       f"127.0.0.1:{port}", "--log-level", "warning", "services.api.wsgi:app"],
-                                      env=env, start_new_session=True)
-            base = f"http://127.0.0.1:{port}"
-            for _ in range(300):
-                try:
-                    if requests.get(f"{base}/readyz", timeout=5).status_code == 200:
-                        break
-                except requests.RequestException:
-                    pass
-                time.sleep(0.2)
-            qs = questions(args.questions)
-            stream_ttft(base, "warm up the model and the connection pool")
-            misses = [stream_ttft(base, q) for q in qs]
-            hits = [stream_ttft(base, q) for q in qs]
-            search = []
-            for q in qs:
-                t = time.perf_counter()
-                requests.post(f"{base}/v1/search", json={"query": q, "k": 6}, timeout=30).raise_for_status()
-                search.append(time.perf_counter() - t)
-            client = openai.OpenAI(base_url=llm.base_url, api_key="x")
-            direct = []
-            for q in qs:
-                t = time.perf_counter()
-                for chunk in client.chat.completions.create(model="fake-chat", stream=True,
-                                                            messages=[{"role": "user", "content": q}]):
-                    if chunk.choices and chunk.choices[0].delta.content:
-                        break
-                direct.append(time.perf_counter() - t)
+            with gunicorn("services.api.wsgi:app", env, workers=1, threads=4, start_timeout=120) as base:
+                qs = questions(args.questions)
+                stream_ttft(base, "warm up the model and the connection pool")
+                misses = [stream_ttft(base, q) for q in qs]
+                hits = [stream_ttft(base, q) for q in qs]
+                search = []
+                for q in qs:
+                    t = time.perf_counter()
+                    requests.post(f"{base}/v1/search", json={"query": q, "k": 6}, timeout=30).raise_for_status()
+                    search.append(time.perf_counter() - t)
+                client = openai.OpenAI(base_url=llm.base_url, api_key="x")
+                direct = []
+                for q in qs:
+                    t = time.perf_counter()
+                    for chunk in client.chat.completions.create(model="fake-chat", stream=True,
+                                                                messages=[{"role": "user", "content": q}]):
+                        if chunk.choices and chunk.choices[0].delta.content:
+                            break
+                    direct.append(time.perf_counter() - t)
         finally:
-            if server is not None:
-                os.killpg(server.pid, signal.SIGTERM)
-                server.wait(timeout=30)
             drop_database(db_url)
     answered = [m for m in misses if not m[4]]
     print(f"{len(qs)} questions, sequential; gunicorn 1 worker × 4 threads; ms")

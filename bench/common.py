@@ -116,3 +116,41 @@ def timer() -> Iterator[list[float]]:
 def row(*cells: object, widths: tuple[int, ...] = (44, 12, 12, 12)) -> str:
     cells_and_widths = enumerate(zip(cells, widths, strict=False))
     return "".join(f"{c!s:<{w}}" if i == 0 else f"{c!s:>{w}}" for i, (c, w) in cells_and_widths)
+
+
+@contextmanager
+def gunicorn(app: str, env: dict[str, str], *, workers: int = 2, threads: int = 4,
+             start_timeout: float = 60.0) -> Iterator[str]:
+    """`app` (e.g. `services.api.wsgi:app`) under gunicorn as in production, on a free port; yields its base URL.
+
+    Keep-alive is 30 s: gunicorn's default (2 s) can close a connection just as a slow step ends and the client
+    reuses it, which shows up as a reset rather than a server error.
+    """
+    import signal
+    import subprocess
+    import sys
+
+    import requests
+
+    from tests.cms.wagtail import free_port
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", str(workers), "--threads", str(threads),
+                               "--keep-alive", "30", "-b", f"127.0.0.1:{port}", "--log-level", "warning", app],
+                              env=env, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + start_timeout
+        while True:
+            try:
+                if requests.get(f"{base}/readyz", timeout=5).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{app} did not become ready under gunicorn")
+            time.sleep(0.2)
+        yield base
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

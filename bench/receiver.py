@@ -12,10 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -23,12 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pika
 import requests
 
-from bench.common import drop_database, fresh_database, machine, rabbitmq_url
+from bench.common import drop_database, fresh_database, gunicorn, machine, rabbitmq_url
 from services.cli.app import App
 from shared import logs
 from shared.settings import Settings
 from shared.signing import sign
-from tests.cms.wagtail import free_port
 
 SECRET = "bench-receiver-secret-0123456789"
 
@@ -79,41 +75,27 @@ def main() -> int:
            "CMSRAG_QUEUE_PREFIX": prefix, "CMSRAG_EMBEDDER": "fake", "CMSRAG_LOG_LEVEL": "WARNING"}
     settings = Settings.from_env(env)
     App(settings).migrate()
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", str(args.workers), "--threads",
-                               str(args.threads), "-b", f"127.0.0.1:{port}", "--log-level", "warning",
-                               "services.ingest.wsgi:app"], env=env, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.2)
+        with gunicorn("services.ingest.wsgi:app", env, workers=args.workers, threads=args.threads) as base:
+            def webhook(i: int) -> tuple[str, dict]:
+                body = json.dumps({"event": "updated", "id": f"posts:{i + 1}"}).encode()
+                return "POST", {"data": body, "headers": {"Content-Type": "application/json",
+                                                          **sign([SECRET], f"wh_{uuid.uuid4().hex}", body)}}
 
-        def webhook(i: int) -> tuple[str, dict]:
-            body = json.dumps({"event": "updated", "id": f"posts:{i + 1}"}).encode()
-            return "POST", {"data": body, "headers": {"Content-Type": "application/json",
-                                                      **sign([SECRET], f"wh_{uuid.uuid4().hex}", body)}}
-
-        print(f"# receiver — {machine()} — {time.strftime('%Y-%m-%d %H:%M')}")
-        print(f"gunicorn {args.workers} workers × {args.threads} threads; client {args.concurrency} threads; "
-              f"{args.requests} requests each")
-        fire(f"{base}/healthz", 200, args.concurrency, lambda i: ("GET", {}))  # warm up
-        ceiling = report("GET /healthz (HTTP stack ceiling)", args.requests,
-                         *fire(f"{base}/healthz", args.requests, args.concurrency, lambda i: ("GET", {})))
-        rate = report("POST signed webhook (confirms on)", args.requests,
-                      *fire(f"{base}/webhooks/wordpress/blog", args.requests, args.concurrency, webhook))
-        print(f"webhooks at {100 * rate / ceiling:.0f} % of the HTTP ceiling; every 202 was recorded in Postgres "
-              f"and confirmed by RabbitMQ")
-        count = pika.BlockingConnection(pika.URLParameters(rabbit)).channel().queue_declare(
-            f"{prefix}.documents", passive=True).method.message_count
-        print(f"messages in RabbitMQ afterwards: {count} (expected {args.requests})")
+            print(f"# receiver — {machine()} — {time.strftime('%Y-%m-%d %H:%M')}")
+            print(f"gunicorn {args.workers} workers × {args.threads} threads; client {args.concurrency} threads; "
+                  f"{args.requests} requests each")
+            fire(f"{base}/healthz", 200, args.concurrency, lambda i: ("GET", {}))  # warm up
+            ceiling = report("GET /healthz (HTTP stack ceiling)", args.requests,
+                             *fire(f"{base}/healthz", args.requests, args.concurrency, lambda i: ("GET", {})))
+            rate = report("POST signed webhook (confirms on)", args.requests,
+                          *fire(f"{base}/webhooks/wordpress/blog", args.requests, args.concurrency, webhook))
+            print(f"webhooks at {100 * rate / ceiling:.0f} % of the HTTP ceiling; every 202 was recorded in Postgres "
+                  f"and confirmed by RabbitMQ")
+            count = pika.BlockingConnection(pika.URLParameters(rabbit)).channel().queue_declare(
+                f"{prefix}.documents", passive=True).method.message_count
+            print(f"messages in RabbitMQ afterwards: {count} (expected {args.requests})")
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
         from tests.conftest import delete_queues
 
         delete_queues(rabbit, prefix)

@@ -20,9 +20,6 @@ import argparse
 import json
 import math
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,7 +31,7 @@ import numpy as np
 import psycopg
 import requests
 
-from bench.common import drop_database, machine, row
+from bench.common import drop_database, gunicorn, machine, row
 from bench.search_corpus import (
     FILTER_SITE,
     NOISE,
@@ -50,7 +47,6 @@ from services.api.search import search
 from shared import logs
 from shared.embedders.local import LocalEmbedder
 from shared.query_settings import QuerySettings
-from tests.cms.wagtail import free_port
 
 GOALS = {"p50_ms": 15.0, "p99_ms": 50.0, "rps": 150.0, "recall": 0.98}
 EF_SEARCH = (40, 100, 200)  # the app uses 100
@@ -116,27 +112,9 @@ def api_server(db_url: str, args: argparse.Namespace) -> Iterator[str]:
            "CMSRAG_LOG_LEVEL": "WARNING", "CMSRAG_RATE_PUBLIC": "1000000/min,burst=100000"}
     if args.torch_threads:  # torch's intra-op threads per worker (default: one per core)
         env["OMP_NUM_THREADS"] = str(args.torch_threads)
-    port = free_port()
-    # keep-alive above the longest gap between two requests of one client session here (gunicorn's default,
-    # 2 s, can close a connection just as a slow step ends and the client reuses it: a reset, not a server error)
-    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", str(args.workers), "--threads",
-                               str(args.threads), "--keep-alive", "30", "-b", f"127.0.0.1:{port}",
-                               "--log-level", "warning", "services.api.wsgi:app"], env=env, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(150):
-            try:
-                if requests.get(f"{base}/readyz", timeout=5).status_code == 200:
-                    break
-            except (requests.ConnectionError, requests.Timeout):
-                pass
-            if server.poll() is not None:
-                raise RuntimeError("the API server exited at start-up")
-            time.sleep(0.2)
+    with gunicorn("services.api.wsgi:app", env, workers=args.workers, threads=args.threads,
+                  start_timeout=120) as base:
         yield base
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 def body_maker(base: str, query: str) -> Callable[[str, str | None], dict[str, Any]]:
@@ -364,8 +342,8 @@ def main() -> int:
         fig = measure(size, base, embedder, args)
         report(fig, args)
         figures.append(fig)
-    print(f"\nload average at the end {os.getloadavg()[0]:.2f}: the 2 cores are shared with other work, whose "
-          "interference is in these figures")
+    print(f"\nload average at the end {os.getloadavg()[0]:.2f} (it counts this run's own client threads and "
+          "database connections too): the 2 cores are shared with other work, whose interference is in these figures")
     print(json.dumps({"bench": "search", "machine": machine(), "base_chunks": len(base.rows),
                       "queries": len(base.questions), "noise": NOISE, "workers": args.workers,
                       "threads": args.threads, "concurrency": args.concurrency, "seconds": args.seconds,
