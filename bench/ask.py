@@ -20,16 +20,15 @@ import time
 import openai
 import requests
 
-from bench.common import drop_database, fresh_database, gunicorn, machine, sample_site
+from bench.common import EVAL_QUESTIONS, drop_database, fresh_database, gunicorn, machine, sample_site
 from services.cli.app import App
 from services.embedder.pipeline import Pipeline
 from shared import logs
 from shared.models import DocRef
-from shared.settings import PROJECT_ROOT, Settings
+from shared.settings import Settings
 from shared.sources import make_source
 from tests.fakes.openai_server import FakeOpenAIServer
 
-QUESTIONS = PROJECT_ROOT.parent / "shared" / "eval" / "py-questions.jsonl"
 EXTRA = ["How do I give a function parameter a default value?", "What is a list comprehension?",
          "How do I read a file line by line?", "What does the break statement do in a loop?"]
 ANSWER = "Use a default value in the def line [1]. Defaults are evaluated once [2]; use None for mutables [1]."
@@ -42,8 +41,8 @@ def pct(values: list[float], q: float) -> float:
 
 def questions(n: int) -> list[str]:
     found = list(EXTRA)
-    if QUESTIONS.exists():
-        found += [json.loads(line)["question"] for line in QUESTIONS.read_text().splitlines() if line.strip()]
+    if EVAL_QUESTIONS.exists():
+        found += [json.loads(line)["question"] for line in EVAL_QUESTIONS.read_text().splitlines() if line.strip()]
     return found[:n]
 
 

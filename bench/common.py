@@ -23,6 +23,9 @@ from shared.sources import make_source
 
 PYDOCS = Path("/usr/share/doc/python3.11/html")
 PYDOCS_DIRS = ("library", "tutorial", "howto", "reference", "using")
+# The team's development questions sit beside the checkout (../shared/eval); CMSRAG_EVAL_QUESTIONS overrides.
+EVAL_QUESTIONS = Path(os.environ.get("CMSRAG_EVAL_QUESTIONS")
+                      or PROJECT_ROOT.parent / "shared" / "eval" / "py-questions.jsonl")
 
 
 def machine() -> str:

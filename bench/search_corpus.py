@@ -16,14 +16,13 @@ import random
 import re
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psycopg
 from pgvector.psycopg import register_vector
 
-from bench.common import PYDOCS, pydocs_ids, pydocs_site
+from bench.common import EVAL_QUESTIONS, PYDOCS, pydocs_ids, pydocs_site
 from services.embedder.chunk import chunk
 from services.embedder.clean import clean
 from shared.embedders.local import LocalEmbedder
@@ -34,7 +33,6 @@ from shared.settings import PROJECT_ROOT, Settings
 from shared.sources import make_source
 
 CACHE = PROJECT_ROOT / ".cmsrag" / "bench" / "search"
-EVAL_QUESTIONS = Path("/work/shared/eval/py-questions.jsonl")
 BASE_PAGES = 120  # ~34 chunks a page: ~4,000 real chunks, ~3.5 min of embedding on 2 cores
 # per dimension: a derived row keeps cosine ~0.86 to its real vector, about as close as a real chunk's nearest
 # real neighbour in this base (median 0.82)
