@@ -8,10 +8,11 @@ naming it twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urlsplit
+
+from shared.envreader import EnvReader, at_least_zero, in_range, positive
 
 LLMS = ("extractive", "anthropic", "openai", "openai-compatible")
 # The relevance floor is a cosine similarity, so it belongs to the embedding model: all-MiniLM-L6-v2's was tuned
@@ -79,19 +80,8 @@ class QuerySettings:
                  embedder: str = "local") -> QuerySettings:
         """Parse `CMSRAG_LLM*`, `CMSRAG_API_*`, `ANTHROPIC_*`; append problems instead of raising."""
 
-        def get(name: str, parse: Callable[[str], Any], default: Any, check: Callable[[Any], bool] = bool) -> Any:
-            raw = env.get(name, "").strip()
-            if not raw:
-                return default
-            try:
-                value = parse(raw)
-            except ValueError:
-                problems.append(f"{name}={raw!r} is not valid")
-                return default
-            if not check(value):
-                problems.append(f"{name}={raw!r} is out of range")
-                return default
-            return value
+        reader = EnvReader(env, problems)
+        get = reader.get
 
         anthropic_key = env.get("ANTHROPIC_API_KEY") or None
         openai_key = env.get("OPENAI_API_KEY") or None
@@ -116,26 +106,25 @@ class QuerySettings:
         public = env.get("CMSRAG_API_PUBLIC", "true").strip().lower()
         if public not in ("true", "false", "1", "0", "yes", "no"):
             problems.append(f"CMSRAG_API_PUBLIC={public!r}: must be true or false")
-        positive = (lambda v: v > 0)  # noqa: E731
         return cls(
             llm=llm,
             llm_model=env.get("CMSRAG_LLM_MODEL") or DEFAULT_LLM_MODELS[llm],
             llm_base_url=base_url,
             llm_api_key=api_key,
-            llm_max_tokens=get("CMSRAG_LLM_MAX_TOKENS", int, 700, lambda v: 16 <= v <= 32_000),
+            llm_max_tokens=get("CMSRAG_LLM_MAX_TOKENS", int, 700, in_range(16, 32_000)),
             llm_timeout=get("CMSRAG_LLM_TIMEOUT", float, 60.0, positive),
-            llm_price_input=get("CMSRAG_LLM_PRICE_INPUT", float, None, lambda v: v >= 0),
-            llm_price_output=get("CMSRAG_LLM_PRICE_OUTPUT", float, None, lambda v: v >= 0),
+            llm_price_input=reader.optional("CMSRAG_LLM_PRICE_INPUT", float, at_least_zero),
+            llm_price_output=reader.optional("CMSRAG_LLM_PRICE_OUTPUT", float, at_least_zero),
             public_access=public in ("true", "1", "yes"),
             allowed_origins=origins,
             public_rate=get("CMSRAG_RATE_PUBLIC", Rate.parse, Rate(20, 5)),
             key_rate=get("CMSRAG_RATE_KEY", Rate.parse, Rate(120, 30)),
-            answer_cache_ttl=get("CMSRAG_ANSWER_CACHE_TTL", int, 86_400, lambda v: v >= 0),
-            ask_passages=get("CMSRAG_ASK_PASSAGES", int, 6, lambda v: 1 <= v <= 20),
+            answer_cache_ttl=get("CMSRAG_ANSWER_CACHE_TTL", int, 86_400, at_least_zero),
+            ask_passages=get("CMSRAG_ASK_PASSAGES", int, 6, in_range(1, 20)),
             min_similarity=get("CMSRAG_MIN_SIMILARITY", float, DEFAULT_MIN_SIMILARITY.get(embedder, 0.3),
-                               lambda v: -1 <= v <= 1),
-            max_question_chars=get("CMSRAG_MAX_QUESTION_CHARS", int, 1_000, lambda v: 10 <= v <= 20_000),
-            trust_proxy_hops=get("CMSRAG_TRUST_PROXY_HOPS", int, 0, lambda v: 0 <= v <= 5),
+                               in_range(-1, 1)),
+            max_question_chars=get("CMSRAG_MAX_QUESTION_CHARS", int, 1_000, in_range(10, 20_000)),
+            trust_proxy_hops=get("CMSRAG_TRUST_PROXY_HOPS", int, 0, in_range(0, 5)),
         )
 
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from shared.envreader import EnvReader, at_least_zero, in_range, one_of, positive
 from shared.errors import ConfigError
 from shared.query_settings import QuerySettings
 from shared.sites import SiteConfig, load_sites
@@ -28,7 +28,6 @@ DEFAULT_MODELS = {
     "openai-compatible": "nomic-embed-text",
     "fake": "fake-384",
 }
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -75,31 +74,7 @@ class Settings:
         env = os.environ if env is None else env
         problems: list[str] = []
 
-        def get(name: str, parse: Callable[[str], T], default: T, check: Callable[[T], str | None] | None = None) -> T:
-            raw = env.get(name, "").strip()
-            if not raw:
-                return default
-            try:
-                value = parse(raw)
-            except ValueError:
-                problems.append(f"{name}={raw!r} is not a valid {getattr(parse, '__name__', 'value')}")
-                return default
-            if check is not None and (msg := check(value)):
-                problems.append(f"{name}={raw!r}: {msg}")
-                return default
-            return value
-
-        def positive(v: float) -> str | None:
-            return None if v > 0 else "must be greater than 0"
-
-        def at_least_zero(v: int) -> str | None:
-            return None if v >= 0 else "must be 0 or more"
-
-        def in_range(lo: int, hi: int, why: str = "") -> Callable[[int], str | None]:
-            return lambda v: None if lo <= v <= hi else f"must be {lo}..{hi} {why}".rstrip()
-
-        def one_of(*choices: str) -> Callable[[str], str | None]:
-            return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
+        get = EnvReader(env, problems).get
 
         embed_dimensions: int | None = get("CMSRAG_EMBED_DIMENSIONS", int, 0, in_range(1, 16000)) or None
         embedder = get("CMSRAG_EMBEDDER", str, "local", one_of(*EMBEDDERS))

@@ -110,3 +110,21 @@ def test_a_broken_toml_file_is_reported_with_its_path(tmp_path):
     f.write_text("[[site]\nname=")
     with pytest.raises(ConfigError, match="not valid TOML"):
         Settings.from_env({"CMSRAG_SITES_FILE": str(f)})
+
+
+def test_query_settings_report_bad_values_with_the_allowed_range_alongside_the_rest():
+    env = {"CMSRAG_EMBEDDER": "fake", "CMSRAG_LLM_MAX_TOKENS": "5", "CMSRAG_ASK_PASSAGES": "x",
+           "CMSRAG_LLM_PRICE_INPUT": "-1", "CMSRAG_RATE_PUBLIC": "lots", "CMSRAG_CHUNK_TOKENS": "x"}
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    problems = caught.value.problems
+    assert "CMSRAG_LLM_MAX_TOKENS='5': must be 16..32000" in problems
+    assert "CMSRAG_ASK_PASSAGES='x' is not a valid int" in problems
+    assert "CMSRAG_LLM_PRICE_INPUT='-1': must be 0 or more" in problems
+    assert any(p.startswith("CMSRAG_RATE_PUBLIC='lots' is not a valid") for p in problems)
+    assert any(p.startswith("CMSRAG_CHUNK_TOKENS='x'") for p in problems)
+
+
+def test_unset_optional_prices_stay_unset():
+    s = Settings.from_env({"CMSRAG_EMBEDDER": "fake"})
+    assert s.query.llm_price_input is None and s.query.llm_price_output is None
