@@ -40,6 +40,7 @@ def create_app(ctx: App) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = q.max_body_bytes
     metrics.instrument(app, "api")  # GET /metrics, outside the /v1/ hooks: no key, no rate limit
     vector_type = ctx.check_index()
+    chat_page = (STATIC / "index.html").read_text(encoding="utf-8")  # read once, not per visitor
     access = Access(q, ctx.db)
     asker = Asker(ctx.settings, ctx.db, ctx.embedder, make_language_model(q), AnswerCache(ctx.db, q.answer_cache_ttl),
                   vector_type=vector_type)
@@ -87,8 +88,7 @@ def create_app(ctx: App) -> Flask:
     @app.get("/")
     def index() -> Any:
         site = request.args.get("site") or (ctx.settings.sites[0].name if ctx.settings.sites else "")
-        page = (STATIC / "index.html").read_text(encoding="utf-8")
-        return Response(page.replace("__CMSRAG_SITE__", _attr(site)), mimetype="text/html")
+        return Response(chat_page.replace("__CMSRAG_SITE__", _attr(site)), mimetype="text/html")
 
     @app.get("/widget.js")
     def widget_js() -> Any:

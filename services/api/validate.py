@@ -51,10 +51,8 @@ def text_field(body: Mapping[str, Any], name: str, limit: int) -> str:
         raise BadRequest(f"'{name}' must be a non-empty string")
     if "\x00" in value:
         raise BadRequest(f"'{name}' must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:  # JSON can carry lone surrogates ("\ud800") that no database or model accepts
-        raise BadRequest(f"'{name}' must be valid Unicode text (it holds an unpaired surrogate)") from None
+    if not _encodable(value):  # JSON can carry lone surrogates ("\ud800") that no database or model accepts
+        raise BadRequest(f"'{name}' must be valid Unicode text (it holds an unpaired surrogate)")
     if len(value) > limit:
         raise BadRequest(f"'{name}' is {len(value)} characters; the limit is {limit}", 413)
     return value.strip()
