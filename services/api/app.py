@@ -17,10 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from services.api import http_ask, http_search
 from services.api.access import Access
-from services.api.answer import Asker
-from services.api.cache import AnswerCache
 from services.api.context import Services
-from services.api.llm import make_language_model
 from services.api.openapi import openapi_document
 from services.api.validate import BadRequest
 from shared import metrics
@@ -42,8 +39,7 @@ def create_app(ctx: App) -> Flask:
     vector_type = ctx.check_index()
     chat_page = (STATIC / "index.html").read_text(encoding="utf-8")  # read once, not per visitor
     access = Access(q, ctx.db)
-    asker = Asker(ctx.settings, ctx.db, ctx.embedder, make_language_model(q), AnswerCache(ctx.db, q.answer_cache_ttl),
-                  vector_type=vector_type)
+    asker = ctx.asker
     app.extensions["cmsrag"] = Services(ctx, asker, access, vector_type)
     app.register_blueprint(http_search.bp)
     app.register_blueprint(http_ask.bp)

@@ -6,7 +6,7 @@ Commands that only read the database never load the embedding model or connect t
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dramatiq
 
@@ -18,6 +18,9 @@ from shared.embedders import Embedder, make_embedder
 from shared.errors import IndexMismatch
 from shared.migrate import ensure_embedding_column, index_config, migrate
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from services.api.answer import Asker
 
 
 class App:
@@ -54,6 +57,17 @@ class App:
     @functools.cached_property
     def queue(self) -> IndexQueue:
         return IndexQueue(self.db, self.actors)
+
+    @functools.cached_property
+    def asker(self) -> Asker:
+        """The query side's answerer (services/api/answer.py) with the configured model and answer cache."""
+        from services.api.answer import Asker
+        from services.api.cache import AnswerCache
+        from services.api.llm import make_language_model
+
+        q = self.settings.query
+        return Asker(self.settings, self.db, self.embedder, make_language_model(q),
+                     AnswerCache(self.db, q.answer_cache_ttl), vector_type=self.check_index())
 
     @property
     def dev_mode(self) -> bool:

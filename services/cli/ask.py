@@ -6,18 +6,10 @@ import argparse
 import json
 import sys
 
-from services.api.answer import Asker, AskRequest
-from services.api.cache import AnswerCache
+from services.api.answer import AskRequest
 from services.api.filters import Filters
-from services.api.llm import make_language_model
 from services.cli.app import App
 from shared.errors import CmsragError
-
-
-def make_asker(app: App) -> Asker:
-    q = app.settings.query
-    return Asker(app.settings, app.db, app.embedder, make_language_model(q), AnswerCache(app.db, q.answer_cache_ttl),
-                 vector_type=app.check_index())
 
 
 def cmd_ask(app: App, args: argparse.Namespace) -> int:
@@ -31,7 +23,7 @@ def cmd_ask(app: App, args: argparse.Namespace) -> int:
         app.settings.site(args.site)
     req = AskRequest(question, Filters(sites=(args.site,)) if args.site else Filters())
     done: dict = {}
-    for event, data in make_asker(app).events(req):
+    for event, data in app.asker.events(req):
         if event == "done":
             done = data
         elif event == "token" and args.stream and not args.json:
