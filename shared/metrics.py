@@ -210,8 +210,12 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
-def instrument(app: Flask, service: str) -> None:
-    """Time every request of `app` but scrapes (`cmsrag_http_*`) and serve `GET /metrics`, outside any auth."""
+def instrument(app: Flask, service: str, *, enabled: bool = True) -> None:
+    """Time every request of `app` but scrapes (`cmsrag_http_*`) and serve `GET /metrics`, outside any auth;
+    nothing at all when not `enabled` (`CMSRAG_METRICS=off`: `/metrics` is then a 404). The switch exists to
+    measure what the metrics cost (bench/metrics_overhead.py) and for deployments that scrape nothing."""
+    if not enabled:
+        return
     from flask import Response, g, request
 
     def start() -> None:

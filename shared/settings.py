@@ -51,7 +51,9 @@ class Settings:
     http_timeout: float = 10.0
     http_retries: int = 3
     worker_threads: int = 2
+    worker_drain_seconds: int = 30  # on SIGTERM, how long in-flight messages may run on before being handed back
     metrics_port: int = 9191  # the worker's /metrics; 0: not served
+    metrics_enabled: bool = True  # CMSRAG_METRICS=off: the receiver and the API neither time nor serve /metrics
     max_retries: int = 5
     min_backoff_ms: int = 1_000
     max_backoff_ms: int = 120_000
@@ -131,7 +133,10 @@ class Settings:
             http_timeout=get("CMSRAG_HTTP_TIMEOUT", float, 10.0, positive),
             http_retries=get("CMSRAG_HTTP_RETRIES", int, 3, at_least_zero),
             worker_threads=get("CMSRAG_WORKER_THREADS", int, 2, in_range(1, 64)),
+            worker_drain_seconds=get("CMSRAG_WORKER_DRAIN_SECONDS", int, 30, in_range(1, 3600)),
             metrics_port=get("CMSRAG_METRICS_PORT", int, 9191, in_range(0, 65535, "(0: no metrics port)")),
+            metrics_enabled=get("CMSRAG_METRICS", lambda v: v.strip().lower() or "on", "on",
+                                one_of("on", "off")) == "on",
             max_retries=get("CMSRAG_MAX_RETRIES", int, 5, at_least_zero),
             min_backoff_ms=min_backoff,
             max_backoff_ms=max_backoff,

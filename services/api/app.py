@@ -35,7 +35,8 @@ def create_app(ctx: App) -> Flask:
     q = ctx.settings.query
     app = Flask("cmsrag.api", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = q.max_body_bytes
-    metrics.instrument(app, "api")  # GET /metrics, outside the /v1/ hooks: no key, no rate limit
+    # GET /metrics, outside the /v1/ hooks: no key, no rate limit
+    metrics.instrument(app, "api", enabled=ctx.settings.metrics_enabled)
     vector_type = ctx.check_index()
     chat_page = (STATIC / "index.html").read_text(encoding="utf-8")  # read once, not per visitor
     access = Access(q, ctx.db)
