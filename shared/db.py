@@ -54,6 +54,9 @@ class Database:
         self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             url, min_size=min_size, max_size=max_size, configure=_register_vector, open=False,
             kwargs={"autocommit": True}, name="cmsrag",
+            # A connection is tested as it is handed out: after a Postgres restart every pooled connection is
+            # dead, and without this each would fail one request before the pool noticed.
+            check=ConnectionPool.check_connection,
         )
         self._opened = False
 

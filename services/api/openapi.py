@@ -79,8 +79,9 @@ SCHEMAS: dict[str, Any] = {
 SSE = {"description": "Server-Sent Events: `sources` ({citations}), then `token` ({text})…, then `done` (an "
                       "Answer); `error` ({error, status}) if the answer fails after the stream started.",
        "content": {"text/event-stream": {"schema": {"type": "string"}}}}
-STREAM_PARAMS = [{"name": n, "in": "query", "required": n == "q", "schema": STRING} for n in
-                 ("q", "site", "type", "language")]
+STREAM_PARAMS = [{"name": n, "in": "query", "required": n == "q",
+                  "schema": {"type": "string", "minLength": 1, "maxLength": 1000} if n == "q" else STRING}
+                 for n in ("q", "site", "type", "language")]
 
 
 def openapi_document() -> dict[str, Any]:

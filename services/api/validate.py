@@ -39,7 +39,10 @@ class SearchRequest:
 def json_object() -> dict[str, Any]:
     if not request.is_json:
         raise BadRequest("send a JSON object with Content-Type: application/json", 415)
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nesting deep enough to exhaust the parser's stack fits well inside the size cap
+        raise BadRequest("the body is not valid JSON (nested too deeply)", 400) from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object", 400)
     return body

@@ -30,7 +30,8 @@ class App:
 
     @functools.cached_property
     def db(self) -> Database:
-        return Database(database_url(self.settings)).open()
+        # A worker thread holds one connection for its document's lock and takes more while it works.
+        return Database(database_url(self.settings), max_size=max(8, 2 * self.settings.worker_threads + 2)).open()
 
     @functools.cached_property
     def embedder(self) -> Embedder:

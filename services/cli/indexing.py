@@ -38,7 +38,9 @@ def in_process_worker(app: App, threads: int | None = None) -> Iterator[dramatiq
     try:
         yield worker
     finally:
-        worker.stop(timeout=30_000)
+        # Messages still running after the drain time are never acked, so RabbitMQ redelivers them; keep it
+        # below the orchestrator's grace period (compose stop_grace_period, terminationGracePeriodSeconds).
+        worker.stop(timeout=app.settings.worker_drain_seconds * 1000)
 
 
 def dev_mode_worker(app: App, *, when: bool = True) -> contextlib.AbstractContextManager[object]:

@@ -60,7 +60,7 @@ class Runtime:
 
 
 class Bookkeeping(dramatiq.Middleware):
-    """Binds ids to log lines, clears `pending` on success, writes a failure row when the queue gives up, and
+    """Binds ids to log lines, writes a failure row when the queue gives up, and
     counts each message's outcome (succeeded, retried, failed = given up, skipped).
 
     Registered *before* `Retries` because dramatiq runs `after_*` hooks in reverse order: we must see the
@@ -91,11 +91,9 @@ class Bookkeeping(dramatiq.Middleware):
             else:
                 refs = [DocRef(message.args[0], sid) for sid in message.args[1]]
             retries = message.options.get("retries", 0)
+            # Success needs nothing here: `sync_document` clears `pending` itself, inside its per-document lock.
             with self.db.connection() as conn:
-                if exception is None and message.actor_name == SYNC_DOCUMENT:
-                    event = message.kwargs.get("event") or (message.args[2] if len(message.args) > 2 else "update")
-                    jobs.succeeded(conn, refs[0], started, event)
-                elif exception is not None and message.failed:
+                if exception is not None and message.failed:
                     attempts = retries + 1 if isinstance(exception, PermanentError) else max(retries, 1)
                     for ref in refs:
                         jobs.failed(conn, ref, exception, attempts=attempts, started=started,
@@ -123,13 +121,15 @@ def declare_actors(broker: dramatiq.Broker, runtime: Runtime) -> Actors:
     @dramatiq.actor(broker=broker, actor_name=SYNC_DOCUMENT, queue_name=documents_q, priority=0, **policy)
     def sync_document(site: str, source_id: str, event: str = "update", delivery_id: str | None = None) -> None:
         ref = DocRef(site, source_id)
-        with runtime.db.connection() as conn:
+        with runtime.db.connection() as conn, jobs.one_run_at_a_time(conn, ref):
             if not jobs.is_pending(conn, ref):
                 # A run that started after this request already brought the document in step: a burst of
                 # webhooks for one save (WordPress fires 3 or 4) costs one fetch and one embedding.
                 log.info("document_coalesced", site=site, source_id=source_id)
                 return
-        runtime.pipeline().sync(ref, event)
+            outcome = runtime.pipeline().sync(ref, event)
+            if outcome.started is not None:  # cleared before the lock goes, so a waiting run finds nothing to do
+                jobs.succeeded(conn, ref, outcome.started, event)
 
     @dramatiq.actor(broker=broker, actor_name=SYNC_BATCH, queue_name=backfill_q, priority=10, **policy)
     def sync_batch(site: str, source_ids: list[str]) -> None:

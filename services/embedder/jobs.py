@@ -7,7 +7,9 @@ given up on, one open row per document, for `cmsrag failures` / `cmsrag retry`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -39,6 +41,25 @@ def requested(conn: psycopg.Connection[Any], refs: Iterable[DocRef], event: str,
                ON CONFLICT (site, source_id) DO UPDATE SET last_requested = clock_timestamp(),
                  requests = pending.requests + 1, event = EXCLUDED.event, delivery_id = EXCLUDED.delivery_id""",
             [(r.site, r.source_id, event, delivery_id) for r in refs])
+
+
+@contextmanager
+def one_run_at_a_time(conn: psycopg.Connection[Any], ref: DocRef) -> Iterator[None]:
+    """Hold a per-document lock (a session advisory lock on `conn`) while the block runs.
+
+    Messages for one document can be taken by several workers at once (a burst of hooks for one save, a
+    redelivery): without this each would fetch and embed the same content. The second waits here, then finds
+    the pending request cleared by the first and stops. A session lock, not a transaction's: the run takes
+    seconds and must not hold a transaction open. Its key differs from the store's per-write lock (seed 1 vs 0),
+    which other connections of the same run take. A worker that dies loses its session, and with it the lock.
+    """
+    key = f"{ref.site}\x1f{ref.source_id}"
+    conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 1))", (key,))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(psycopg.Error):  # a broken connection has lost the lock already
+            conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 1))", (key,))
 
 
 def is_pending(conn: psycopg.Connection[Any], ref: DocRef) -> bool:

@@ -78,7 +78,7 @@ def upsert_document(conn: psycopg.Connection[Any], doc: SourceDocument, chunks: 
             return "stale"
         status = "indexed" if chunks else "empty"
         if state and state.status == status and state.checksum == checksum and state.embedding_model == model_id:
-            conn.execute("UPDATE documents SET fetched_at = %s WHERE id = %s", (fetched_at, state.id))
+            _observed(conn, state.id, fetched_at, doc.modified_at)
             return "unchanged"
         row = conn.execute(
             """INSERT INTO documents (site, source_id, url, title, doc_type, status, language, audience, modified_at,
@@ -123,8 +123,15 @@ def touch(conn: psycopg.Connection[Any], site: str, source_id: str, *, checksum:
             return "stale"
         if state is None or state.checksum != checksum or state.status == "removed":
             return "changed"
-        conn.execute("UPDATE documents SET fetched_at = %s WHERE id = %s", (fetched_at, state.id))
+        _observed(conn, state.id, fetched_at, modified_at)
         return "unchanged"
+
+
+def _observed(conn: psycopg.Connection[Any], doc_id: int, fetched_at: datetime, modified_at: datetime | None) -> None:
+    """Record a fetch that found the same content. The CMS's modified time moves on too (a save that changed
+    nothing still bumps it): reconcile compares it with the CMS's listing, and would see drift forever."""
+    conn.execute("UPDATE documents SET fetched_at = %s, modified_at = GREATEST(modified_at, %s) WHERE id = %s",
+                 (fetched_at, modified_at, doc_id))
 
 
 def remove_document(conn: psycopg.Connection[Any], site: str, source_id: str, *, reason: str,
