@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.api.cache import AnswerCache, cache_key
-from services.api.citations import StreamFilter, allowed_urls, citations_for, cited_numbers
+from services.api.citations import StreamFilter, citations_for, cited_numbers, passage_pages
 from services.api.filters import Filters
 from services.api.llm import ExtractiveModel, LanguageModel, Turn, Usage, cost_usd
 from services.api.prompt import NO_ANSWER, build_prompt
@@ -100,7 +100,7 @@ class Asker:
             log.info("answer_served", cached=True, mode=cached.get("mode"), refused=cached.get("refused"))
             yield "done", cached
             return
-        model, text_filter, usage = self.model, StreamFilter(len(hits), allowed_urls(hits)), Usage()
+        model, text_filter, usage = self.model, StreamFilter(passage_pages(hits)), Usage()
         prompt = build_prompt(req.question, hits, req.conversation,
                               max_turns=self.settings.query.max_conversation_turns)
         first_token_at: float | None = None

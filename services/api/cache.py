@@ -26,7 +26,7 @@ from shared.db import Database
 from shared.logs import get_logger
 
 log = get_logger(__name__)
-PROMPT_VERSION = 1  # bump when the prompt or answer shape changes: old entries stop matching
+PROMPT_VERSION = 2  # bump when the prompt or answer shape changes: old entries stop matching
 PRUNE_CHANCE = 0.01
 
 

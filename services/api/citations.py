@@ -1,32 +1,37 @@
-"""Citations: keep an answer's markers and links honest, streamed or whole.
+"""Citations: keep an answer's markers and links honest, and the system prompt out of it, streamed or whole.
 
 An answer may only cite passages retrieved for its request, by marker `[n]` (n = passage number), and may only
 link to pages it cites. Models drift from that (a marker for passage 9 of 6, a URL remembered from training, a
-link an injected instruction asked for), so the text is filtered here rather than trusted:
+link an injected instruction asked for, a recital of the prompt a passage asked for), so the text is filtered,
+never trusted, by three stages in turn:
 
-- markers that name no retrieved passage are dropped; `[1, 2]` becomes `[1][2]`;
-- any URL (with a scheme, `www.`, or a bare host with a common top-level domain) that is not the URL of a
-  retrieved page is replaced by `(link removed)`.
+1. markup.Markers drops markers that name no retrieved passage; `[1, 2]` becomes `[1][2]`;
+2. guard.PromptGuard removes runs of 8+ words of the system prompt, with the markers and links inside them;
+3. markup.Links replaces by `(link removed)` every URL whose page is not the page of a passage the answer
+   cites. A URL may come before the marker that cites it, so it waits for that marker until its sentence ends.
 
-`StreamFilter` applies the same rules to a token stream by releasing text only up to the last whitespace, so
-a URL or marker split across tokens is judged whole before the visitor sees any of it.
+Markers come first so that the guard judges the words a visitor would see (`[99]` sprinkled into a recital is
+gone before the guard looks); links come last so that only markers that survive the guard count as citations.
+`StreamFilter` is the one implementation and `clean_text` feeds it a whole text at once, so the non-streaming
+path cannot drift from the stream. Each stage judges only text that more tokens cannot change (whole words,
+URLs, marker lists), so the stream spells out exactly the whole-text result however the model's tokens split
+it. Text without URLs leaves once the seven words after it are complete (the guard's hold); a URL waiting for
+its marker holds back what follows it until its sentence ends, `markup.LINK_WORDS` words at most.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from services.api.guard import PromptGuard
+from services.api.markup import LINK_REMOVED, MARKER_GROUP, URL, Links, Markers
 from services.api.search import Hit
 
-MARKER_GROUP = re.compile(r"(?<![\w)\]])\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]((?:\[\d{1,3}\])*)")
-URL = re.compile(
-    r"(?:https?://|www\.)[^\s<>\"'\])]+"
-    r"|\b(?:[a-z0-9-]+\.)+(?:com|org|net|io|dev|app|co|info|biz|example|xyz|ru|cn|uk|de|fr|me|ly|gg|to|sh)"
-    r"\b(?:/[^\s<>\"'\])]*)?", re.IGNORECASE)
-LINK_REMOVED = "(link removed)"
+__all__ = ["LINK_REMOVED", "URL", "Citation", "StreamFilter", "citations_for", "cited_numbers", "clean_text",
+           "passage_pages"]
 
 
 @dataclass(frozen=True)
@@ -52,29 +57,15 @@ def _section(hit: Hit) -> str:
     return path[-1] if path else ""
 
 
-def allowed_urls(hits: list[Hit]) -> set[str]:
-    """The URLs an answer may contain: the retrieved pages', with and without their section anchors."""
-    out: set[str] = set()
-    for h in hits:
-        for u in (h.url, h.link):
-            if u:
-                out.add(_norm(u))
-    return out
+def passage_pages(hits: list[Hit]) -> list[str]:
+    """The page of each passage, passage n first at n-1: the pages a marker `[n]` lets the answer link to."""
+    return [h.url for h in hits]
 
 
-def clean_text(text: str, passages: int, allowed: Collection[str]) -> str:
-    """`text` with invalid markers dropped, marker lists split, and foreign URLs replaced."""
-
-    def markers(m: re.Match[str]) -> str:
-        numbers = [int(x) for x in re.findall(r"\d+", m.group(0))]
-        return "".join(f"[{n}]" for n in dict.fromkeys(numbers) if 1 <= n <= passages)
-
-    def urls(m: re.Match[str]) -> str:
-        url = m.group(0).rstrip(".,;:!?")
-        tail = m.group(0)[len(url):]
-        return (url if _norm(url) in allowed else LINK_REMOVED) + tail
-
-    return MARKER_GROUP.sub(markers, URL.sub(urls, text))
+def clean_text(text: str, pages: Sequence[str]) -> str:
+    """`text` filtered as the stream would filter it; `pages[n-1]` is the page of passage n."""
+    f = StreamFilter(pages)
+    return f.feed(text) + f.flush()
 
 
 def cited_numbers(text: str) -> list[int]:
@@ -85,38 +76,24 @@ def cited_numbers(text: str) -> list[int]:
     return list(dict.fromkeys(found))
 
 
-def _norm(url: str) -> str:
-    url = url.strip().lower()
-    url = re.sub(r"^https?://", "", url)
-    url = url.removeprefix("www.").split("#", 1)[0]  # any section of a retrieved page is that page
-    return url.rstrip("/")
-
-
 class StreamFilter:
-    """Applies `clean_text` to a stream: `feed` returns the text that is safe to show now, `flush` the rest."""
+    """Markers, guard, links in turn: `feed` returns the text that is safe to show now, `flush` the rest.
 
-    def __init__(self, passages: int, allowed: Collection[str]) -> None:
-        self.passages, self.allowed = passages, allowed
-        self.pending = ""
+    `pages[n-1]` is the page of passage n (`passage_pages(hits)`); any form of its URL will do.
+    """
+
+    def __init__(self, pages: Sequence[str]) -> None:
+        self.markers, self.guard, self.links = Markers(len(pages)), PromptGuard(), Links(pages)
         self.shown: list[str] = []
 
     def feed(self, piece: str) -> str:
-        self.pending += piece
-        cut = max(self.pending.rfind(" "), self.pending.rfind("\n"))
-        opened = self.pending.rfind("[", 0, cut)
-        if opened > self.pending.rfind("]", 0, cut) and cut - opened < 40:  # a marker list still open: hold it
-            cut = opened
-        if cut <= 0:
-            return ""
-        ready, self.pending = self.pending[:cut], self.pending[cut:]
-        return self._emit(ready)
+        return self._show(self.links.feed(self.guard.feed(self.markers.feed(piece))))
 
     def flush(self) -> str:
-        ready, self.pending = self.pending, ""
-        return self._emit(ready)
+        guarded = self.guard.feed(self.markers.flush()) + self.guard.flush()
+        return self._show(self.links.feed(guarded) + self.links.flush())
 
-    def _emit(self, text: str) -> str:
-        out = clean_text(text, self.passages, self.allowed) if text else ""
+    def _show(self, out: str) -> str:
         self.shown.append(out)
         return out
 

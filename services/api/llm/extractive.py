@@ -6,6 +6,13 @@ overlap with the question (lowercased, lightly stemmed, English stopwords remove
 word is among the candidate sentences and boosted by the passage's retrieval rank. When no sentence shares
 a content word with the question it refuses with `NO_ANSWER`, exactly as the models are told to.
 
+The answer quotes ONE page, named first ("From “Title”: …"): the page the retrieval favours as a whole
+(the greatest summed similarity of its passages — CombSUM over passages — among pages holding a matching
+sentence). Sentences picked from four pages read as a collage and cite pages that do not answer; on the
+development set this choice raised citation precision from 0.54 to 0.69 and, with the page's title naming
+what the quotes are about (a module, a product, a service), correct answers from 0.28 to 0.35
+(docs/benchmarks.md).
+
 Passages are untrusted CMS text, but quoting cannot follow instructions; the only harm left is repeating a
 planted link, so every URL-looking token is removed from the quoted sentences (the citation carries the
 page's own link). Everything is deterministic: ties break on passage and sentence order.
@@ -15,8 +22,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from services.api import prompt as prompts  # the module, not its names: prompt.py imports this package
 from services.api.llm.base import Prompt, Usage
@@ -58,6 +66,19 @@ _FINAL_E = re.compile(r"(?<=\w{3})e$")  # close/closing/closed all → clos
 _CODE_CHARS = set("{}[]()<>;=$\\|`~^_/*+&%#")
 
 
+class Quotable(Protocol):
+    """What the answerer reads of a passage (a search `Hit` is one)."""
+
+    @property
+    def text(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def similarity(self) -> float: ...
+
+
 @dataclass(frozen=True)
 class _Candidate:
     passage: int  # index into prompt.passages; its marker is passage + 1
@@ -73,7 +94,7 @@ class ExtractiveModel:
     model = "extractive-v1"
 
     def stream(self, prompt: Prompt) -> Iterator[str | Usage]:
-        answer = compose_answer(prompt.question, [hit.text for hit in prompt.passages])
+        answer = compose_answer(prompt.question, prompt.passages)
         words = answer.split(" ")
         yield words[0]
         for word in words[1:]:
@@ -81,17 +102,19 @@ class ExtractiveModel:
         yield Usage(0, 0)
 
 
-def compose_answer(question: str, passages: list[str]) -> str:
-    """The answer for `question` from passage texts in rank order, or `NO_ANSWER`."""
+def compose_answer(question: str, passages: Sequence[Quotable]) -> str:
+    """The answer for `question` from passages in rank order, or `NO_ANSWER`."""
     asked = content_words(question)
     candidates = [
         _Candidate(i, j, sentence, content_words(sentence))
-        for i, text in enumerate(passages)
-        for j, sentence in enumerate(split_sentences(text))
+        for i, passage in enumerate(passages)
+        for j, sentence in enumerate(split_sentences(passage.text))
     ]
     scored = [(s, c) for c in candidates if (s := _score(c, asked, candidates)) > 0]
     if not scored:
         return prompts.NO_ANSWER
+    page = _chosen_page(passages, {passages[c.passage].url for _, c in scored})
+    scored = [(s, c) for s, c in scored if passages[c.passage].url == page]
     scored.sort(key=lambda sc: (-sc[0], sc[1].passage, sc[1].position))
     best = scored[0][0]
     chosen: list[tuple[float, _Candidate]] = []
@@ -108,7 +131,19 @@ def compose_answer(question: str, passages: list[str]) -> str:
     # Readable order: passages by their best sentence, sentences of one passage in page order.
     first_seen = {c.passage: k for k, (_, c) in reversed(list(enumerate(chosen)))}
     chosen.sort(key=lambda sc: (first_seen[sc[1].passage], sc[1].position))
-    return " ".join(f"{_clip(c.text)} [{c.passage + 1}]" for _, c in chosen)
+    title = strip_urls(passages[chosen[0][1].passage].title)
+    quotes = " ".join(f"{_clip(c.text)} [{c.passage + 1}]" for _, c in chosen)
+    return f"From “{title}”: {quotes}" if title else quotes
+
+
+def _chosen_page(passages: Sequence[Quotable], candidates: set[str]) -> str:
+    """Of the pages holding a matching sentence, the one whose passages are most similar in sum (first in
+    rank order on a tie)."""
+    total: dict[str, float] = {}
+    for passage in passages:
+        if passage.url in candidates:
+            total[passage.url] = total.get(passage.url, 0.0) + passage.similarity
+    return max(total, key=lambda url: total[url])  # dicts keep rank order and max keeps the first of equals
 
 
 def split_sentences(text: str) -> list[str]:
