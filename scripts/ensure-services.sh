@@ -24,3 +24,10 @@ else
   if [ "${CI:-}" = "true" ]; then echo "CI=true: RabbitMQ is required" >&2; exit 1; fi
   echo "(the tests that need it will be skipped)"
 fi
+
+# RabbitMQ's own metrics (/metrics on :15692) and the management API: the Prometheus test scrapes the first,
+# the reliability suite and `cmsrag` backlog gauges read queue depths either way. Enabling is online and idempotent.
+if up && command -v rabbitmq-plugins >/dev/null 2>&1 && [ "$host" = "127.0.0.1" -o "$host" = "localhost" ]; then
+  rabbitmq-plugins enable --quiet rabbitmq_management rabbitmq_prometheus >/dev/null 2>&1 \
+    && echo "RabbitMQ plugins: management, prometheus enabled" || echo "RabbitMQ plugins: could not enable"
+fi

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Debian packages the test suite's real parts need: WordPress (PHP + MariaDB) for the end-to-end tests,
-# python3.11-doc (the evaluation corpus and real-world HTML for the cleaning tests), and chromium +
+# python3.11-doc (the evaluation corpus and real-world HTML for the cleaning tests), prometheus (promtool and
+# the real-Prometheus scrape test; its service is not started), and chromium +
 # chromium-driver (the chat widget's real-browser test). Installs only what
 # is missing; needs root (or sudo). Under CI=true a failed install is an error.
 set -uo pipefail
-pkgs=(wordpress php8.2-cli php8.2-mysql php8.2-curl php8.2-xml php8.2-mbstring mariadb-server python3.11-doc chromium chromium-driver)
+pkgs=(wordpress php8.2-cli php8.2-mysql php8.2-curl php8.2-xml php8.2-mbstring mariadb-server python3.11-doc chromium chromium-driver prometheus)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 [ ${#missing[@]} -eq 0 ] && { echo "system packages: all present"; exit 0; }
