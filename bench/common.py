@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
@@ -155,5 +156,6 @@ def gunicorn(app: str, env: dict[str, str], *, workers: int = 2, threads: int = 
             time.sleep(0.2)
         yield base
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # it died at start: let the real error through
+            os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
