@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SETUP_STAMP := $(VENV)/.setup-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-fast lint fmt typecheck bench bench-full services clean
+.PHONY: help setup demo test test-fast lint fmt typecheck bench bench-full chaos soak services clean up down
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -52,9 +52,25 @@ bench: setup services ## benchmarks (~30 min): each prints its figures beside a 
 	$(BIN)/python -m bench.backfill_wp --posts 1000
 	$(BIN)/python -m bench.ask
 	$(BIN)/python -m bench.search
+	$(BIN)/python -m bench.memory
+	$(BIN)/python -m bench.metrics_overhead
 
 bench-full: bench ## also the Python docs corpus (~372 pages, ~20 min with the local model)
 	$(BIN)/python -m bench.ingest --pydocs 0 --skip openai,edit
+
+chaos: setup services ## the reliability suite at full size (~30 min): prints scenario -> pass/fail with figures
+	CMSRAG_CHAOS=full $(BIN)/python -m pytest -q tests/reliability
+
+soak: setup services ## the reliability suite at full size, with the load and random-fault scenarios run longer
+	CMSRAG_CHAOS=soak $(BIN)/python -m pytest -q tests/reliability
+
+up: ## docker compose: build and start the whole stack (creates .env from .env.example the first time)
+	@test -f .env || { cp .env.example .env; \
+	  echo "WARNING: created .env from .env.example: change every change-me value before exposing this stack"; }
+	docker compose up -d --build
+
+down: ## docker compose: stop the stack (keeps the volumes: data, queues, dashboards)
+	docker compose down
 
 clean: ## remove the embedded database and caches (keeps .venv)
 	rm -rf .cmsrag .pytest_cache .mypy_cache .ruff_cache

@@ -40,6 +40,15 @@ def unavailable(what: str, why: str) -> None:
     pytest.skip(msg)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def structured_logs_on_stderr() -> None:
+    """Logs go to stderr as in every cmsrag process; unconfigured, structlog would print them to stdout, where
+    tests read a command's output (and whether it was configured would depend on which tests ran first)."""
+    from shared import logs
+
+    logs.configure("INFO")
+
+
 @pytest.fixture(scope="session")
 def pg_server_url() -> Iterator[str]:
     url = os.environ.get("CMSRAG_TEST_DATABASE_URL")
