@@ -3,7 +3,8 @@
 # Two variants, chosen with --target:
 #   docker build --target openai -t cmsrag:0.1.0-openai .  OpenAI(-compatible) embeddings; no torch
 #   docker build --target local  -t cmsrag:0.1.0-local  .  adds CPU torch + the bundled all-MiniLM-L6-v2 (offline)
-# Their virtualenvs measure 0.3 GB and 1.6 GB (pip-installed the same way on the development machine).
+# Their virtualenvs measure 0.2 GB and 1.5 GB (pip-installed the same way on the development machine). Neither has
+# the embedded database (the `embedded` extra): containers are always given a DATABASE_URL.
 # The local variant is the last stage, so a plain `docker build .` matches the default CMSRAG_EMBEDDER=local.
 #
 # No HEALTHCHECK here: one image runs five roles (two of them one-shot or port-less), so each role's check lives

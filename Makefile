@@ -19,7 +19,7 @@ $(SETUP_STAMP): pyproject.toml constraints.txt
 	@# The CPU build of torch, pinned so that pip never pulls several GB of CUDA packages.
 	$(BIN)/pip install -q -c constraints.txt "torch==2.13.0"
 	@# constraints.txt: the versions the suite last passed with, so a new release upstream cannot break a build.
-	$(BIN)/pip install -q -c constraints.txt -e ".[local,dev]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[local,dev,embedded]"
 	@rm -f $(VENV)/.setup-* && touch $@
 
 lock: ## after upgrading on purpose (pip install -U ... in .venv) and a green `make test`: record the versions

@@ -717,6 +717,33 @@ def test_kubernetes_runs_the_same_commands_as_compose_and_reconciles_one_run_at_
     assert command_problems(["cmsrag", "reconcile", "--site", "all"])[0] != []
 
 
+def database_url_problems(c: dict[str, Any], docs: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """The images leave out the embedded database (the `embedded` extra), so every cmsrag container must be
+    handed a DATABASE_URL: in compose directly, in Kubernetes through the Secret its pod reads."""
+    problems = [f"compose {name}: no DATABASE_URL" for name, svc in c["services"].items()
+                if str(svc.get("image", "")).startswith("cmsrag:") and "DATABASE_URL" not in svc.get("environment", {})]
+    secrets = of_kind(docs, "Secret")
+    for d in [*of_kind(docs, "Deployment").values(), *of_kind(docs, "Job").values(),
+              *of_kind(docs, "CronJob").values()]:
+        for container in pod_spec(d)["containers"]:
+            refs = [e["secretRef"]["name"] for e in container.get("envFrom", []) if "secretRef" in e]
+            if not any("DATABASE_URL" in secrets.get(r, {}).get("stringData", {}) for r in refs):
+                problems.append(f"k8s {d['metadata']['name']}: no DATABASE_URL from a Secret")
+    return problems
+
+
+def test_every_cmsrag_container_is_given_a_database_url_since_the_images_have_no_embedded_database():
+    c, docs = compose(), k8s_docs()
+    assert database_url_problems(c, docs) == []
+    broken_c, broken_docs = copy.deepcopy(c), copy.deepcopy(docs)
+    worker = broken_c["services"]["worker"]  # a new dict: the services share theirs through the YAML anchor
+    worker["environment"] = {k: v for k, v in worker["environment"].items() if k != "DATABASE_URL"}
+    job = pod_spec(of_kind(broken_docs, "Job")["cmsrag-migrate"])["containers"][0]
+    job["envFrom"] = [e for e in job["envFrom"] if "secretRef" not in e]
+    assert database_url_problems(broken_c, broken_docs) == ["compose worker: no DATABASE_URL",
+                                                            "k8s cmsrag-migrate: no DATABASE_URL from a Secret"]
+
+
 def test_the_kubernetes_configuration_is_valid_and_keda_scales_the_worker_on_the_real_documents_queue(tmp_path):
     docs = k8s_docs()
     settings = k8s_settings(docs, tmp_path)
