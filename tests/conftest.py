@@ -90,6 +90,18 @@ def pg_url(pg_server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def unmigrated_url(pg_server_url: str) -> Iterator[str]:
+    """An empty database on the same server: what a deployment sees before `cmsrag migrate` has run."""
+    name = f"cmsrag_unmigrated_{os.getpid()}"
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
+    yield psycopg.conninfo.make_conninfo(pg_server_url, dbname=name)
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
 def db(pg_url: str) -> Iterator[Database]:
     database = Database(pg_url, max_size=12).open()
     with database.connection() as conn:

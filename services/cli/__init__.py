@@ -10,6 +10,8 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+import psycopg
+
 from shared import logs
 from shared.errors import CmsragError, ConfigError
 from shared.settings import Settings
@@ -134,6 +136,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"cmsrag: {exc}", file=sys.stderr)
         return 2
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
+        # A database never migrated, or migrated by an older cmsrag: the fix is the same, whatever the command.
+        print(f"cmsrag {args.command}: the database's cmsrag schema is missing or out of date "
+              f"({exc.diag.message_primary}): run `cmsrag migrate`", file=sys.stderr)
+        return 1
     except CmsragError as exc:
         print(f"cmsrag {args.command}: {exc}", file=sys.stderr)
         return 1

@@ -70,8 +70,8 @@ def create_app(settings: Settings, db: Database, queue: Callable[[], IndexQueue]
     @app.get("/readyz")
     def readyz() -> Any:
         try:
-            with db.connection() as conn:
-                conn.execute("SELECT 1")
+            with db.connection() as conn:  # the table every webhook writes: an unmigrated database is not ready
+                conn.execute("SELECT 1 FROM webhook_deliveries LIMIT 1")
             if ready is not None:
                 ready()
         except Exception as exc:

@@ -51,6 +51,14 @@ def test_index_of_an_unknown_site_says_which_sites_exist(files_env):
     assert "unknown site 'nope'; configured sites: docs" in r.stderr
 
 
+@pytest.mark.parametrize("command", [["status"], ["failures"], ["retry", "--all"], ["keys", "list"]])
+def test_a_command_on_a_database_never_migrated_says_to_run_migrate(files_env, unmigrated_url, command):
+    r = run(*command, env={**files_env, "DATABASE_URL": unmigrated_url})
+    assert r.returncode == 1, r.stderr
+    assert "cmsrag schema is missing or out of date" in r.stderr and "run `cmsrag migrate`" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
 def test_index_then_search_then_status_in_dev_mode(files_env):
     r = run("index", "docs", "kettle.html", env=files_env)
     assert r.returncode == 0, r.stderr

@@ -160,6 +160,22 @@ def test_a_database_that_is_down_gets_503(make_settings, rabbitmq_url, replay):
     assert client.get("/healthz").status_code == 200
 
 
+def test_a_database_never_migrated_is_not_ready_and_webhooks_get_503(make_settings, rabbitmq_url, replay,
+                                                                   unmigrated_url):
+    settings = make_settings(rabbitmq_url=rabbitmq_url, sites=sites(replay.url))
+    from services.ingest.receiver import create_app
+
+    empty = Database(unmigrated_url).open()
+    try:
+        client = create_app(settings, empty, lambda: None).test_client()  # type: ignore[arg-type,return-value]
+        r = client.get("/readyz")
+        assert r.status_code == 503 and "webhook_deliveries" in r.get_json()["error"]
+        r = post(client, "/webhooks/wordpress/blog", {"event": "updated", "id": "posts:21"})
+        assert r.status_code == 503 and "Retry-After" in r.headers
+    finally:
+        empty.close()
+
+
 def test_an_event_over_real_http_ends_up_searchable(app: App, db):
     server = make_server("127.0.0.1", 0, app.receiver(), threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
