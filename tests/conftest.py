@@ -15,6 +15,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,21 @@ def structured_logs_on_stderr() -> None:
     logs.configure("INFO")
 
 
+@contextmanager
+def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
+    """A new, empty database `PREFIX_PID` on `server_url` (the pid keeps concurrent sessions apart); its URL.
+    Dropped on exit, even with connections still open."""
+    name = f"{prefix}_{os.getpid()}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield psycopg.conninfo.make_conninfo(server_url, dbname=name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 @pytest.fixture(scope="session")
 def pg_server_url() -> Iterator[str]:
     url = os.environ.get("CMSRAG_TEST_DATABASE_URL")
@@ -71,34 +87,23 @@ def pg_server_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def pg_url(pg_server_url: str) -> Iterator[str]:
     """A fresh database for this session, migrated, with a 384-d embedding column (the fake and local models)."""
-    name = f"cmsrag_test_{os.getpid()}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.execute(f"CREATE DATABASE {name}")
-    url = psycopg.conninfo.make_conninfo(pg_server_url, dbname=name)
     from shared.migrate import ensure_embedding_column, migrate
 
-    with psycopg.connect(url, autocommit=True) as conn:
-        try:
-            migrate(conn)
-        except psycopg.errors.FeatureNotSupported as exc:
-            unavailable("pgvector", str(exc))
-        ensure_embedding_column(conn, "fake:fake-384", 384)
-    yield url
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with scratch_database(pg_server_url, "cmsrag_test") as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            try:
+                migrate(conn)
+            except psycopg.errors.FeatureNotSupported as exc:
+                unavailable("pgvector", str(exc))
+            ensure_embedding_column(conn, "fake:fake-384", 384)
+        yield url
 
 
 @pytest.fixture
 def unmigrated_url(pg_server_url: str) -> Iterator[str]:
     """An empty database on the same server: what a deployment sees before `cmsrag migrate` has run."""
-    name = f"cmsrag_unmigrated_{os.getpid()}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.execute(f"CREATE DATABASE {name}")
-    yield psycopg.conninfo.make_conninfo(pg_server_url, dbname=name)
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with scratch_database(pg_server_url, "cmsrag_unmigrated") as url:
+        yield url
 
 
 @pytest.fixture

@@ -17,10 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
-from tests.conftest import unavailable
+from tests.conftest import scratch_database, unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_QUESTIONS = ROOT / "samples" / "eval" / "sample-questions.jsonl"
@@ -166,16 +165,11 @@ def sample_report(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) 
         LocalEmbedder().embed(["warm-up"])
     except Exception as exc:
         unavailable("the local embedding model", f"{exc.__class__.__name__}: {exc}")
-    name = f"cmsrag_test_eval_{os.getpid()}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.execute(f"CREATE DATABASE {name}")
     tmp = tmp_path_factory.mktemp("eval-sample")
     sites = [{"name": "sample", "kind": "wxr", "path": str(ROOT / "samples" / "python-tutorial.wxr")}]
-    env = {"DATABASE_URL": psycopg.conninfo.make_conninfo(pg_server_url, dbname=name), "CMSRAG_EMBEDDER": "local",
-           "HF_HUB_OFFLINE": "1", "CMSRAG_SITES": json.dumps(sites), "CMSRAG_DATA_DIR": str(tmp / "data"),
-           "CMSRAG_LOG_LEVEL": "WARNING"}
-    try:
+    with scratch_database(pg_server_url, "cmsrag_test_eval") as url:
+        env = {"DATABASE_URL": url, "CMSRAG_EMBEDDER": "local", "HF_HUB_OFFLINE": "1",
+               "CMSRAG_SITES": json.dumps(sites), "CMSRAG_DATA_DIR": str(tmp / "data"), "CMSRAG_LOG_LEVEL": "WARNING"}
         for step in (("migrate",), ("backfill", "sample", "--quiet")):
             r = run(*step, env=env, timeout=900)
             assert r.returncode == 0, r.stderr
@@ -184,9 +178,6 @@ def sample_report(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) 
                 "--answer", "extractive", "--json", str(out), env=env, timeout=600)
         assert r.returncode == 0, r.stderr
         yield json.loads(out.read_text()), r.stdout
-    finally:
-        with psycopg.connect(pg_server_url, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.mark.slow

@@ -11,20 +11,13 @@ import pytest
 from services.api.search import search
 from shared.errors import ConfigError, IndexMismatch
 from shared.migrate import ensure_embedding_column, index_config, migrate
-from tests.conftest import unavailable
+from tests.conftest import scratch_database, unavailable
 
 
 @pytest.fixture
 def fresh_db(pg_server_url: str):
-    name = f"cmsrag_schema_{os.getpid()}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.execute(f"CREATE DATABASE {name}")
-    url = psycopg.conninfo.make_conninfo(pg_server_url, dbname=name)
-    with psycopg.connect(url, autocommit=True) as conn:
+    with scratch_database(pg_server_url, "cmsrag_schema") as url, psycopg.connect(url, autocommit=True) as conn:
         yield conn
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def column_type(conn) -> str:

@@ -11,7 +11,6 @@ Test modules take these with `from tests.reliability.fixtures import *`.
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 import threading
 import uuid
@@ -26,7 +25,7 @@ import pytest
 from services.cli.app import App
 from shared.db import Database
 from shared.settings import Settings
-from tests.conftest import TABLES, delete_queues, unavailable
+from tests.conftest import TABLES, delete_queues, scratch_database, unavailable
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.reliability.brokernode import NodeError, RabbitNode
 from tests.reliability.fakecms import FakeWordPress
@@ -67,26 +66,28 @@ class Embeddings(FakeOpenAIServer):
 
 def create_database(server_url: str, name: str) -> str:
     """A new database on `server_url`, migrated, its vector column made for `MODEL_ID`; returns its URL."""
-    from shared.migrate import ensure_embedding_column, migrate
-
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name}")
         conn.execute(f"CREATE DATABASE {name}")
     url = psycopg.conninfo.make_conninfo(server_url, dbname=name)
+    migrate_for_the_fake_model(url)
+    return url
+
+
+def migrate_for_the_fake_model(url: str) -> None:
+    from shared.migrate import ensure_embedding_column, migrate
+
     with psycopg.connect(url, autocommit=True) as conn:
         migrate(conn)
         ensure_embedding_column(conn, MODEL_ID, 384)
-    return url
 
 
 @pytest.fixture(scope="session")
 def chaos_db_url(pg_server_url: str) -> Iterator[str]:
     """A database of the suite's own in the session's server."""
-    name = f"cmsrag_chaos_{os.getpid()}"
-    url = create_database(pg_server_url, name)
-    yield url
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with scratch_database(pg_server_url, "cmsrag_chaos") as url:
+        migrate_for_the_fake_model(url)
+        yield url
 
 
 @pytest.fixture
