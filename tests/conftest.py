@@ -106,13 +106,22 @@ def unmigrated_url(pg_server_url: str) -> Iterator[str]:
         yield url
 
 
+@contextmanager
+def emptied(url: str, max_size: int) -> Iterator[Database]:
+    """A pool on `url` whose tables were just emptied: each test starts from nothing."""
+    database = Database(url, max_size=max_size).open()
+    try:
+        with database.connection() as conn:
+            conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+        yield database
+    finally:
+        database.close()
+
+
 @pytest.fixture
 def db(pg_url: str) -> Iterator[Database]:
-    database = Database(pg_url, max_size=12).open()
-    with database.connection() as conn:
-        conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
-    yield database
-    database.close()
+    with emptied(pg_url, max_size=12) as database:
+        yield database
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ import pytest
 from services.cli.app import App
 from shared.db import Database
 from shared.settings import Settings
-from tests.conftest import TABLES, delete_queues, scratch_database, unavailable
+from tests.conftest import delete_queues, emptied, scratch_database, unavailable
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.reliability.brokernode import NodeError, RabbitNode
 from tests.reliability.fakecms import FakeWordPress
@@ -92,11 +92,8 @@ def chaos_db_url(pg_server_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def chaos_db(chaos_db_url: str) -> Iterator[Database]:
-    database = Database(chaos_db_url, max_size=4).open()
-    with database.connection() as conn:
-        conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
-    yield database
-    database.close()
+    with emptied(chaos_db_url, max_size=4) as database:
+        yield database
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode, urlsplit
 
@@ -50,6 +51,19 @@ def settle(stack: Stack, sender: WebhookSender) -> tuple[Counter[int], convergen
         return answers, convergence.compare(conn, stack.settings, stack.app.embedder, SITE)
 
 
+def send_under_faults(stack: Stack, env: dict[str, str], ids: list[int], seconds: float,  # noqa: F405
+                      faults: Callable[[], None]) -> tuple[WebhookSender, Counter[int], convergence.Report]:
+    """A receiver on `env` and the workers up; every event sent while `faults` plays; then `settle`."""
+    with receiver(env) as url:
+        stack.workers.start()
+        sender = WebhookSender(url)
+        played = Faults(faults, on_error=sender.stopped.set)
+        send_paced(sender, ids, seconds)
+        played.check()
+        answers, report = settle(stack, sender)
+    return sender, answers, report
+
+
 def through(proxy: TcpProxy, **tuning: float) -> str:
     """The broker's URL via the proxy; pika reads connection tuning from the query string, as an operator sets it
     to notice a dead link within seconds."""
@@ -74,13 +88,7 @@ def test_every_webhook_answered_2xx_while_the_broker_restarts_is_indexed(
             down_for.append(round(time.monotonic() - t, 1))
             time.sleep(seconds / (outages + 1) / 2)
 
-    with receiver(stack.env) as url:
-        stack.workers.start()
-        sender = WebhookSender(url)
-        faults = Faults(restarts, on_error=sender.stopped.set)
-        send_paced(sender, ids, seconds)
-        faults.check()
-        answers, report = settle(stack, sender)
+    sender, answers, report = send_under_faults(stack, stack.env, ids, seconds, restarts)
     unaccepted = [d.webhook_id for d in sender.deliveries if not d.accepted]
     scenario(events=n, outages=len(down_for), down_s=down_for, answered_2xx=sum(v for k, v in answers.items()
              if 200 <= k < 300), answered_503=answers[503], no_answer=answers[0], **report.counts())
@@ -115,13 +123,8 @@ def test_every_publish_through_a_faulty_network_is_confirmed_or_reported(
                 proxy.heal()
                 played.append(name)
 
-        with receiver({**stack.env, "RABBITMQ_URL": proxied}) as url:
-            stack.workers.start()
-            sender = WebhookSender(url)
-            faults = Faults(network, on_error=sender.stopped.set)
-            send_paced(sender, ids, seconds)
-            faults.check()
-            answers, report = settle(stack, sender)
+        sender, answers, report = send_under_faults(stack, {**stack.env, "RABBITMQ_URL": proxied}, ids, seconds,
+                                                    network)
     unaccepted = [d.webhook_id for d in sender.deliveries if not d.accepted]
     scenario(events=n, faults=played, connections=proxy.connections_made, answered_503=answers[503],
              no_answer=answers[0], duplicates=answers[200], **report.counts())
